@@ -1,0 +1,227 @@
+//! Python handles of the DHCP and TFTP engines.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use bootgate_io::dhcp::{DhcpEngine as RsDhcp, DhcpEvent, DhcpPolicy, DhcpSettings};
+use bootgate_io::tftp::{TftpEngine as RsTftp, TftpEvent, TftpSettings};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::error::{Error, Result};
+
+fn ipv4(field: &str, s: &str) -> Result<Ipv4Addr> {
+    s.parse().map_err(|_| Error::Value(format!("{field}: {s:?} is not an IPv4 address")))
+}
+
+fn mac_str(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The proxyDHCP engine, running on its own thread.
+#[derive(Debug)]
+#[pyclass(module = "bootgate._native", name = "DhcpEngine")]
+pub struct PyDhcpEngine {
+    inner: Option<RsDhcp>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dhcp_policy(
+    tftp_server: &str,
+    boot_bios: String,
+    boot_efi_x64: String,
+    script_url: String,
+    script_url_http: Option<String>,
+    ipxe_encap: Vec<u8>,
+) -> Result<DhcpPolicy> {
+    Ok(DhcpPolicy {
+        tftp_server: ipv4("tftp_server", tftp_server)?,
+        boot_bios,
+        boot_efi_x64,
+        script_url,
+        script_url_http,
+        ipxe_encap,
+    })
+}
+
+#[pymethods]
+impl PyDhcpEngine {
+    #[new]
+    #[pyo3(signature = (*, interface, bind_ip, server_ip, port, pxe_port, client_port, broadcast_ip,
+                        tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http=None,
+                        ipxe_encap=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        interface: Option<String>,
+        bind_ip: &str,
+        server_ip: &str,
+        port: u16,
+        pxe_port: u16,
+        client_port: u16,
+        broadcast_ip: &str,
+        tftp_server: &str,
+        boot_bios: String,
+        boot_efi_x64: String,
+        script_url: String,
+        script_url_http: Option<String>,
+        ipxe_encap: Vec<u8>,
+    ) -> Result<Self> {
+        let settings = DhcpSettings {
+            interface,
+            bind_ip: ipv4("bind_ip", bind_ip)?,
+            server_ip: ipv4("server_ip", server_ip)?,
+            port,
+            pxe_port,
+            client_port,
+            broadcast_ip: ipv4("broadcast_ip", broadcast_ip)?,
+        };
+        let policy = dhcp_policy(tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http, ipxe_encap)?;
+        let engine = py.allow_threads(|| RsDhcp::start(settings, policy))?;
+        Ok(Self { inner: Some(engine) })
+    }
+
+    /// Replaces the policy whole; the engine answers by it from its next packet on.
+    #[pyo3(signature = (*, tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http=None,
+                        ipxe_encap=Vec::new()))]
+    fn set_policy(
+        &self,
+        tftp_server: &str,
+        boot_bios: String,
+        boot_efi_x64: String,
+        script_url: String,
+        script_url_http: Option<String>,
+        ipxe_encap: Vec<u8>,
+    ) -> Result<()> {
+        let policy = dhcp_policy(tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http, ipxe_encap)?;
+        self.engine()?.set_policy(policy);
+        Ok(())
+    }
+
+    fn counters(&self) -> Result<Vec<(&'static str, u64)>> {
+        Ok(self.engine()?.counters())
+    }
+
+    #[pyo3(signature = (max=1024))]
+    fn drain_events<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let events = self.engine()?.drain_events(max);
+        events.iter().map(|e| dhcp_event(py, e)).collect()
+    }
+
+    fn event_fd(&self) -> Result<i32> {
+        Ok(self.engine()?.event_fd())
+    }
+
+    fn local_ports(&self) -> Result<(u16, u16)> {
+        Ok(self.engine()?.local_ports())
+    }
+
+    fn stop(&mut self, py: Python<'_>) {
+        if let Some(mut e) = self.inner.take() {
+            py.allow_threads(move || e.stop());
+        }
+    }
+}
+
+impl PyDhcpEngine {
+    fn engine(&self) -> Result<&RsDhcp> {
+        self.inner.as_ref().ok_or_else(|| Error::Value("the DHCP engine is stopped".into()))
+    }
+}
+
+fn dhcp_event<'py>(py: Python<'py>, e: &DhcpEvent) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("time", e.time)?;
+    d.set_item("mac", mac_str(&e.mac))?;
+    d.set_item("uuid", e.uuid.as_ref().map(|u| hex(u)))?;
+    d.set_item("arch", e.arch)?;
+    d.set_item("message_type", e.message_type)?;
+    d.set_item("vendor_class", &e.vendor_class)?;
+    d.set_item("user_class", &e.user_class)?;
+    d.set_item("is_ipxe", e.is_ipxe)?;
+    d.set_item("port", e.port)?;
+    d.set_item("relay", e.relay.map(|r| r.to_string()))?;
+    d.set_item("answer", &e.answer)?;
+    Ok(d)
+}
+
+/// The TFTP engine, running on its own thread.
+#[derive(Debug)]
+#[pyclass(module = "bootgate._native", name = "TftpEngine")]
+pub struct PyTftpEngine {
+    inner: Option<RsTftp>,
+}
+
+#[pymethods]
+impl PyTftpEngine {
+    #[new]
+    #[pyo3(signature = (*, bind, root, max_blksize=1468, timeout_ms=1000, retries=5, max_transfers=4096))]
+    fn new(
+        py: Python<'_>,
+        bind: &str,
+        root: PathBuf,
+        max_blksize: u16,
+        timeout_ms: u64,
+        retries: u32,
+        max_transfers: usize,
+    ) -> Result<Self> {
+        let bind: SocketAddr =
+            bind.parse().map_err(|_| Error::Value(format!("bind: {bind:?} is not an address:port")))?;
+        let settings = TftpSettings { bind, root, max_blksize, timeout_ms, retries, max_transfers };
+        let engine = py.allow_threads(|| RsTftp::start(settings))?;
+        Ok(Self { inner: Some(engine) })
+    }
+
+    fn counters(&self) -> Result<Vec<(&'static str, u64)>> {
+        Ok(self.engine()?.counters())
+    }
+
+    #[pyo3(signature = (max=1024))]
+    fn drain_events<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let events = self.engine()?.drain_events(max);
+        events.iter().map(|e| tftp_event(py, e)).collect()
+    }
+
+    fn event_fd(&self) -> Result<i32> {
+        Ok(self.engine()?.event_fd())
+    }
+
+    fn local_addr(&self) -> Result<(String, u16)> {
+        let a = self.engine()?.local_addr();
+        Ok((a.ip().to_string(), a.port()))
+    }
+
+    fn stop(&mut self, py: Python<'_>) {
+        if let Some(mut e) = self.inner.take() {
+            py.allow_threads(move || e.stop());
+        }
+    }
+}
+
+impl PyTftpEngine {
+    fn engine(&self) -> Result<&RsTftp> {
+        self.inner.as_ref().ok_or_else(|| Error::Value("the TFTP engine is stopped".into()))
+    }
+}
+
+fn tftp_event<'py>(py: Python<'py>, e: &TftpEvent) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("time", e.time)?;
+    d.set_item("client", e.client.to_string())?;
+    d.set_item("file", &e.file)?;
+    d.set_item("ok", e.ok)?;
+    d.set_item("bytes", e.bytes)?;
+    d.set_item("duration", e.duration)?;
+    d.set_item("error", &e.error)?;
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyDhcpEngine>()?;
+    m.add_class::<PyTftpEngine>()?;
+    Ok(())
+}

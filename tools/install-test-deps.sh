@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything bootgate's test suite needs on a fresh Debian 12 machine (run as root).
+# Idempotent: a second run only checks. Nothing it installs starts a daemon on a real interface.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+need_pkgs=(qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 openssl busybox-static tftp-hpa cpio curl)
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  # Keep package scripts from starting daemons (no systemd here; never on the real interface).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  fi
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The VM lab's boot programs, kernel and initramfs (tests/e2e/lab.sh owns the details).
+if [ -f "$here/tests/e2e/lab.sh" ]; then
+  bash "$here/tests/e2e/lab.sh" prepare
+fi
