@@ -6,4 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod dhcp;
+pub mod pccrc;
 pub mod tftp;
