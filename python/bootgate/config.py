@@ -1,0 +1,526 @@
+"""One TOML file -> frozen settings, with environment overrides.
+
+Every key is optional. Errors are :class:`ConfigError`; the message names the file (and line when it
+can be found), the key, what is wrong and how to fix it. Environment overrides:
+``BOOTGATE_DATA_DIR`` and ``BOOTGATE_<SECTION>_<KEY>`` (e.g. ``BOOTGATE_HTTP_PORT=9000``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BootSettings",
+    "ConfigError",
+    "ContentSettings",
+    "DhcpSettings",
+    "HttpSettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "TftpSettings",
+    "TlsSettings",
+    "DEFAULT_DATA_DIR",
+    "default_config_text",
+    "load_settings",
+]
+
+DEFAULT_DATA_DIR = "/var/lib/bootgate"
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a message fit to show a person as is."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path
+    public_host: str
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    bind: str
+    port: int
+    https_port: int
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    cert: Path
+    key: Path
+    ca_cert: Path
+    # True when cert/key/ca_cert are bootgate's own (created and renewed under data_dir).
+    managed: bool
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+
+
+@dataclass(frozen=True)
+class TftpSettings:
+    enabled: bool
+    bind: str
+    port: int
+    root: Path
+    max_blksize: int
+
+
+@dataclass(frozen=True)
+class DhcpSettings:
+    interface: str
+    server_ip: str
+    port: int
+    pxe_port: int
+    script_scheme: str
+    allow_http_scripts: bool
+    trust_ca: bool
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.interface)
+
+
+@dataclass(frozen=True)
+class BootSettings:
+    bios: str
+    efi_x64: str
+
+
+@dataclass(frozen=True)
+class ContentSettings:
+    root: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    http: HttpSettings
+    tls: TlsSettings
+    store: StoreSettings
+    tftp: TftpSettings
+    dhcp: DhcpSettings
+    boot: BootSettings
+    content: ContentSettings
+    # Where the settings came from ("bootgate.toml", or "(defaults)").
+    source: str
+
+    @property
+    def public_host(self) -> str:
+        """The resolved host put into URLs given to clients."""
+        return self.server.public_host
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.server.data_dir / "admin.token"
+
+
+# The schema: section -> key -> (type, default, comment). Order is the order of the written config.
+_SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
+    "server": {
+        "data_dir": (str, DEFAULT_DATA_DIR,
+                     "env BOOTGATE_DATA_DIR overrides; ~/.local/share/bootgate if the default is not writable"),
+        "public_host": (str, "", "host/IP put into URLs given to clients; default: dhcp.server_ip if DHCP is on, "
+                                  "else http.bind"),
+    },
+    "http": {
+        "bind": (str, "127.0.0.1", "address the HTTP and HTTPS listeners bind to"),
+        "port": (int, 8050, "plain HTTP (0 disables)"),
+        "https_port": (int, 8051, "HTTPS with the [tls] material (0 disables)"),
+    },
+    "tls": {
+        "cert": (str, "", "default <data_dir>/tls/server.pem (server cert + CA chain, root included)"),
+        "key": (str, "", "default <data_dir>/tls/server.key"),
+        "ca_cert": (str, "", "default <data_dir>/tls/ca.pem"),
+    },
+    "store": {
+        "url": (str, "", "default sqlite+aiosqlite:///<data_dir>/bootgate.db"),
+    },
+    "tftp": {
+        "enabled": (bool, True, "serve boot programs over TFTP"),
+        "bind": (str, "127.0.0.1", "address the TFTP listener binds to"),
+        "port": (int, 69, "TFTP port"),
+        "root": (str, "/usr/lib/ipxe", "boot programs are served from here"),
+        "max_blksize": (int, 1468, "largest TFTP block size granted (RFC 2348)"),
+    },
+    "dhcp": {
+        "interface": (str, "", "empty = DHCP OFF (the default). Never answers on an interface not named here."),
+        "server_ip": (str, "", "required when interface is set: our IPv4 address on that interface"),
+        "port": (int, 67, "proxyDHCP port"),
+        "pxe_port": (int, 4011, "PXE boot server port"),
+        "script_scheme": (str, "https", "scheme of the script URL given to iPXE clients with HTTPS support"),
+        "allow_http_scripts": (bool, False,
+                               "true: iPXE without HTTPS gets an http:// script URL instead of being chained"),
+        "trust_ca": (bool, True, "send DHCP option 175.90 with our CA's SHA-256 fingerprint (bootgate's own CA)"),
+    },
+    "boot": {
+        "bios": (str, "undionly.kpxe", "boot program for arch 0 (BIOS)"),
+        "efi_x64": (str, "snponly.efi", "boot program for arch 7 / 9 (UEFI x64)"),
+    },
+    "content": {
+        "root": (str, "", "default <data_dir>/content; served at /content/"),
+    },
+}
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def default_config_text(data_dir: str | None = None) -> str:
+    """The commented default config file `bootgate init` writes (every key commented out)."""
+    lines = [
+        "# bootgate configuration. Every key is optional; the commented values are the defaults.",
+        "# Environment overrides: BOOTGATE_DATA_DIR, BOOTGATE_<SECTION>_<KEY> (e.g. BOOTGATE_HTTP_PORT=9000).",
+        "# Check this file with: bootgate check-config --config <this file>",
+    ]
+    for section, keys in _SCHEMA.items():
+        lines.append("")
+        lines.append(f"[{section}]")
+        for key, (_typ, default, comment) in keys.items():
+            if section == "server" and key == "data_dir" and data_dir is not None:
+                lines.append(f"# {comment}")
+                lines.append(f"data_dir = {_fmt_value(data_dir)}")
+                continue
+            lines.append(f"# {comment}")
+            lines.append(f"#{key} = {_fmt_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where a value came from, to name it in error messages."""
+
+    label: str  # "bootgate.toml:12" or "environment BOOTGATE_HTTP_PORT"
+
+
+class _Locator:
+    """Finds the line of `[section] key = ...` in the config text, for error messages."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.lines = text.splitlines()
+
+    def line_of(self, section: str, key: str | None) -> int | None:
+        current = ""
+        header = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+        for number, line in enumerate(self.lines, start=1):
+            m = header.match(line)
+            if m:
+                current = m.group(1)
+                if key is None and current == section:
+                    return number
+                continue
+            if key is not None and current == section:
+                if re.match(rf"^\s*{re.escape(key)}\s*=", line):
+                    return number
+        return None
+
+    def where(self, section: str, key: str | None = None) -> str:
+        line = self.line_of(section, key)
+        return f"{self.name}:{line}" if line else self.name
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "known: " + ", ".join(options)
+
+
+def _parse_env_value(typ: type, raw: str) -> Any:
+    if typ is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(raw)
+    if typ is int:
+        return int(raw.strip(), 10)
+    return raw
+
+
+def _writable_dir(path: Path) -> bool:
+    """True if `path` exists and is writable, or could be created."""
+    p = path
+    while True:
+        if p.exists():
+            return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+        if p.parent == p:
+            return False
+        p = p.parent
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+
+
+def _is_loopback(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        return value == "localhost"
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    data_dir: str | Path | None = None,
+) -> Settings:
+    """Reads `path` (None: embedded defaults only), applies env overrides, validates, resolves defaults.
+
+    `data_dir` (from the command line) wins over file and environment.
+    """
+    environ = os.environ if env is None else env
+    if path is None:
+        name, text, raw = "(defaults)", "", {}
+    else:
+        p = Path(path)
+        name = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{name}: no such file: create it with `bootgate init --config {name}` or pass another --config"
+            ) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{name}: cannot read: {e}: check the path and its permissions") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{name}: not valid TOML: {e}: fix the syntax at that place") from None
+    loc = _Locator(name, text)
+
+    values: dict[str, dict[str, Any]] = {s: {k: d for k, (_t, d, _c) in keys.items()} for s, keys in _SCHEMA.items()}
+    origins: dict[tuple[str, str], str] = {}
+    explicit: set[tuple[str, str]] = set()
+
+    # 1. the file
+    sections = list(_SCHEMA)
+    for section, body in raw.items():
+        if section not in _SCHEMA:
+            raise ConfigError(
+                f"{loc.where(section)}: unknown section [{section}]: {_suggest(section, sections)}"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(
+                f"{loc.where(section)}: {section} must be a table written as [{section}], not a value"
+            )
+        keys = list(_SCHEMA[section])
+        for key, value in body.items():
+            at = loc.where(section, key)
+            if key not in _SCHEMA[section]:
+                raise ConfigError(f"{at}: [{section}] unknown key {key!r}: {_suggest(key, keys)}")
+            typ = _SCHEMA[section][key][0]
+            ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+            if not ok:
+                raise ConfigError(
+                    f"{at}: [{section}] {key} must be {_TYPE_NAMES[typ]}, got {value!r}: "
+                    f"write it as {key} = {_fmt_value(_SCHEMA[section][key][1])}"
+                )
+            values[section][key] = value
+            origins[(section, key)] = at
+            explicit.add((section, key))
+
+    # 2. the environment
+    for var, rawval in environ.items():
+        if not var.startswith("BOOTGATE_"):
+            continue
+        rest = var[len("BOOTGATE_"):].lower()
+        if rest == "data_dir":
+            section, key = "server", "data_dir"
+        else:
+            section, _, key = rest.partition("_")
+            if section not in _SCHEMA:
+                continue  # not ours (e.g. BOOTGATE_E2E_...)
+            if key not in _SCHEMA[section]:
+                envkeys = [f"BOOTGATE_{section.upper()}_{k.upper()}" for k in _SCHEMA[section]]
+                raise ConfigError(
+                    f"environment {var}: [{section}] has no key {key!r}: "
+                    f"{_suggest(var, envkeys)} (or unset {var})"
+                )
+        typ = _SCHEMA[section][key][0]
+        try:
+            values[section][key] = _parse_env_value(typ, rawval)
+        except ValueError:
+            raise ConfigError(
+                f"environment {var}: [{section}] {key} must be {_TYPE_NAMES[typ]}, got {rawval!r}: "
+                f"set {var} to a valid value or unset it"
+            ) from None
+        origins[(section, key)] = f"environment {var}"
+        explicit.add((section, key))
+
+    if data_dir is not None:
+        values["server"]["data_dir"] = str(data_dir)
+        origins[("server", "data_dir")] = "--data-dir"
+        explicit.add(("server", "data_dir"))
+
+    def where(section: str, key: str) -> str:
+        return origins.get((section, key), name)
+
+    def fail(section: str, key: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(f"{where(section, key)}: [{section}] {key} {problem}: {fix}")
+
+    # 3. validation
+    for section, key in (("http", "port"), ("http", "https_port"), ("tftp", "port"), ("dhcp", "port"),
+                         ("dhcp", "pxe_port")):
+        v = values[section][key]
+        if not 0 <= v <= 65535:
+            raise fail(section, key, f"is {v}, not a port number",
+                       f"set {key} to a number from 1 to 65535" + (" (0 disables)" if section == "http" else ""))
+    http = values["http"]
+    if http["port"] and http["port"] == http["https_port"]:
+        raise fail("http", "https_port", f"is the same port as [http] port ({http['port']})",
+                   "give HTTP and HTTPS different ports")
+    if http["port"] == 0 and http["https_port"] == 0:
+        raise fail("http", "port", "and https_port are both 0, so nothing would be served",
+                   "enable at least one of them")
+    if not _is_ip(http["bind"]):
+        raise fail("http", "bind", f"is {http['bind']!r}, not an IP address",
+                   'set bind to an address of this server, e.g. "127.0.0.1" or "0.0.0.0"')
+    tftp = values["tftp"]
+    if not _is_ip(tftp["bind"]):
+        raise fail("tftp", "bind", f"is {tftp['bind']!r}, not an IP address",
+                   'set bind to an address of this server, e.g. "127.0.0.1" or "0.0.0.0"')
+    if not 8 <= tftp["max_blksize"] <= 65464:
+        raise fail("tftp", "max_blksize", f"is {tftp['max_blksize']}, outside 8..65464 (RFC 2348)",
+                   "use 1468 for Ethernet (the default) or another value in range")
+    if not tftp["root"]:
+        raise fail("tftp", "root", "is empty", "set root to the directory that holds the boot programs")
+    server = values["server"]
+    if not server["data_dir"]:
+        raise fail("server", "data_dir", "is empty", "set data_dir to a directory bootgate may write")
+    if server["public_host"] and not (_is_ip(server["public_host"]) or _HOSTNAME.match(server["public_host"])):
+        raise fail("server", "public_host", f"is {server['public_host']!r}, not a host name or IP address",
+                   "set public_host to the name or address clients use to reach this server")
+    boot = values["boot"]
+    for key in ("bios", "efi_x64"):
+        v = boot[key]
+        if not v or any(ord(c) < 0x21 or ord(c) > 0x7E for c in v) or len(v) > 127:
+            raise fail("boot", key, f"is {v!r}, not a usable boot file name",
+                       "use a printable file name relative to [tftp] root without spaces, at most 127 bytes")
+
+    dhcp = values["dhcp"]
+    if dhcp["script_scheme"] not in ("https", "http"):
+        raise fail("dhcp", "script_scheme", f"is {dhcp['script_scheme']!r}", 'set it to "https" or "http"')
+    if dhcp["interface"]:
+        if not _IFNAME.match(dhcp["interface"]):
+            raise fail("dhcp", "interface", f"is {dhcp['interface']!r}, not a network interface name",
+                       'name one interface of this machine, e.g. "eth1" (see `ip link`)')
+        if not dhcp["server_ip"]:
+            raise ConfigError(
+                f"{where('dhcp', 'interface')}: [dhcp] server_ip is required when [dhcp] interface is set: "
+                "set server_ip to this server's IPv4 address on that interface"
+            )
+        if not _is_ipv4(dhcp["server_ip"]):
+            raise fail("dhcp", "server_ip", f"is {dhcp['server_ip']!r}, not an IPv4 address",
+                       "set server_ip to this server's IPv4 address on [dhcp] interface")
+        if dhcp["script_scheme"] == "https" and http["https_port"] == 0:
+            raise fail("dhcp", "script_scheme", 'is "https" but [http] https_port is 0',
+                       'enable [http] https_port or set script_scheme = "http"')
+        if (dhcp["script_scheme"] == "http" or dhcp["allow_http_scripts"]) and http["port"] == 0:
+            raise fail("dhcp", "script_scheme", "needs plain HTTP but [http] port is 0",
+                       "enable [http] port, or use https only")
+        if _is_loopback(http["bind"]):
+            raise fail("http", "bind", f"is {http['bind']} (loopback) but DHCP clients must reach it",
+                       f'set [http] bind to "{dhcp["server_ip"]}" or "0.0.0.0"')
+        if tftp["enabled"] and _is_loopback(tftp["bind"]):
+            raise fail("tftp", "bind", f"is {tftp['bind']} (loopback) but DHCP clients must reach it",
+                       f'set [tftp] bind to "{dhcp["server_ip"]}" or "0.0.0.0", or enabled = false')
+    elif dhcp["server_ip"] and not _is_ipv4(dhcp["server_ip"]):
+        raise fail("dhcp", "server_ip", f"is {dhcp['server_ip']!r}, not an IPv4 address",
+                   "set server_ip to this server's IPv4 address")
+
+    # 4. resolved defaults
+    data = Path(server["data_dir"]).expanduser()
+    if ("server", "data_dir") not in explicit and not _writable_dir(data):
+        data = Path.home() / ".local" / "share" / "bootgate"
+    data = data.absolute()
+
+    public_host = server["public_host"]
+    if not public_host:
+        if dhcp["interface"]:
+            public_host = dhcp["server_ip"]
+        elif http["bind"] in ("0.0.0.0", "::"):
+            public_host = "127.0.0.1"
+        else:
+            public_host = http["bind"]
+
+    tls = values["tls"]
+    tls_dir = data / "tls"
+    managed = not (tls["cert"] or tls["key"])
+
+    def path_or(value: str, default: Path) -> Path:
+        return Path(value).expanduser().absolute() if value else default
+
+    store_url = values["store"]["url"] or f"sqlite+aiosqlite:///{data / 'bootgate.db'}"
+    if "://" not in store_url:
+        raise fail("store", "url", f"is {store_url!r}, not a database URL",
+                   'use e.g. "sqlite+aiosqlite:////var/lib/bootgate/bootgate.db"')
+
+    return Settings(
+        server=ServerSettings(data_dir=data, public_host=public_host),
+        http=HttpSettings(bind=http["bind"], port=http["port"], https_port=http["https_port"]),
+        tls=TlsSettings(
+            cert=path_or(tls["cert"], tls_dir / "server.pem"),
+            key=path_or(tls["key"], tls_dir / "server.key"),
+            ca_cert=path_or(tls["ca_cert"], tls_dir / "ca.pem"),
+            managed=managed,
+        ),
+        store=StoreSettings(url=store_url),
+        tftp=TftpSettings(enabled=tftp["enabled"], bind=tftp["bind"], port=tftp["port"],
+                          root=Path(tftp["root"]).expanduser(), max_blksize=tftp["max_blksize"]),
+        dhcp=DhcpSettings(**dhcp),
+        boot=BootSettings(bios=boot["bios"], efi_x64=boot["efi_x64"]),
+        content=ContentSettings(root=path_or(values["content"]["root"], data / "content")),
+        source=name,
+    )
+
+
+def schema_keys() -> dict[str, list[str]]:
+    """Section -> keys, for tests and tools."""
+    return {s: list(k) for s, k in _SCHEMA.items()}
+
+
+def _check_dataclasses_match_schema() -> None:  # pragma: no cover - import-time guard
+    for cls, section in ((HttpSettings, "http"), (DhcpSettings, "dhcp"), (BootSettings, "boot"),
+                         (TftpSettings, "tftp")):
+        names = {f.name for f in fields(cls)}
+        assert names == set(_SCHEMA[section]), (cls, section)
+
+
+_check_dataclasses_match_schema()

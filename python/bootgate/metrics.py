@@ -1,0 +1,67 @@
+"""Every Prometheus metric in one place; the engines' counters are read at scrape time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class HasCounters(Protocol):
+    def counters(self) -> list[tuple[str, int]]: ...
+
+
+_BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _metric_name(engine: str, counter: str) -> str:
+    name = _BAD.sub("_", counter).strip("_") or "unnamed"
+    if name.endswith("_total"):
+        name = name[: -len("_total")]
+    return f"bootgate_{engine}_{name}"
+
+
+class EngineCollector(Collector):
+    """Reads `counters()` of each engine handle when scraped: `bootgate_<engine>_<counter>_total`."""
+
+    def __init__(self, engines: Callable[[], Iterable[tuple[str, HasCounters]]]) -> None:
+        self._engines = engines
+
+    def collect(self) -> Iterator[Metric]:
+        for engine, handle in self._engines():
+            try:
+                counters = handle.counters()
+            except Exception:  # a stopped engine has no counters; never fail a scrape
+                continue
+            for counter, value in counters:
+                fam = CounterMetricFamily(_metric_name(engine, counter), f"{engine} engine counter {counter}")
+                fam.add_metric([], float(value))
+                yield fam
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class Metrics:
+    """The metrics of one server (its own registry, so tests can build many)."""
+
+    def __init__(self, engines: Callable[[], Iterable[tuple[str, HasCounters]]] = lambda: ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.boots = Counter("bootgate_boots", "Boots recorded by /boot, by action", ["action"], registry=r)
+        self.boot_statuses = Counter("bootgate_boot_statuses", "Boot status callbacks, by state", ["state"],
+                                     registry=r)
+        self.content_bytes = Counter("bootgate_content_bytes", "Bytes of /content bodies sent", registry=r)
+        self.content_requests = Counter("bootgate_content_requests", "/content requests by status", ["status"],
+                                        registry=r)
+        self.http_requests = Counter("bootgate_http_requests", "HTTP requests by method, route and status",
+                                     ["method", "route", "status"], registry=r)
+        self.engine_events = Counter("bootgate_engine_events", "Events drained from the engines", ["engine"],
+                                     registry=r)
+        self.events_dropped = Gauge("bootgate_events_dropped", "Events the recorder could not write",
+                                    registry=r)
+        r.register(EngineCollector(engines))

@@ -1,0 +1,234 @@
+"""The store: machines, their actions, boots, boot statuses and events (SQLAlchemy 2 Core, async)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..policy import MachineAction
+from . import schema
+
+__all__ = ["BootRecord", "EventRecord", "Store", "BOOT_STATES"]
+
+BOOT_STATES = ("started", "step", "success", "failure")
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    id: str
+    time: float
+    mac: str
+    uuid: str
+    serial: str
+    manufacturer: str
+    product: str
+    buildarch: str
+    platform: str
+    reported_ip: str
+    client_ip: str
+    scheme: str
+    action: str  # "exit" | "boot"
+    kernel: str = ""
+    initrd: str = ""
+    args: str = ""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    kind: str  # dhcp | tftp | boot | content | status
+    time: float
+    mac: str | None = None
+    client_ip: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def _boot_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "time": row.time, "mac": row.mac, "uuid": row.uuid, "serial": row.serial,
+        "manufacturer": row.manufacturer, "product": row.product, "buildarch": row.buildarch,
+        "platform": row.platform, "ip": row.reported_ip, "client_ip": row.client_ip, "scheme": row.scheme,
+        "action": row.action, "kernel": row.kernel, "initrd": row.initrd, "args": row.args,
+    }
+
+
+class Store:
+    """Async access to the database. Create with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        u: URL = make_url(url)
+        kwargs: dict[str, Any] = {}
+        if u.get_backend_name() == "sqlite":
+            if u.database and u.database != ":memory:":
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(u, **kwargs)
+        if u.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # machines and actions
+
+    async def record_boot(self, boot: BootRecord) -> None:
+        """Stores a boot and updates (or creates) the machine it came from."""
+        m = schema.machines
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(schema.boots).values(**boot.__dict__))
+            ident = {"uuid": boot.uuid, "serial": boot.serial, "manufacturer": boot.manufacturer,
+                     "product": boot.product}
+            res = await conn.execute(
+                update(m).where(m.c.mac == boot.mac).values(
+                    last_seen=boot.time,
+                    first_seen=func.coalesce(m.c.first_seen, boot.time),
+                    **ident,
+                )
+            )
+            if res.rowcount == 0:
+                await conn.execute(insert(m).values(mac=boot.mac, first_seen=boot.time, last_seen=boot.time,
+                                                    **ident))
+
+    async def get_action(self, mac: str) -> MachineAction | None:
+        a = schema.actions
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(a).where(a.c.mac == mac))).first()
+        if row is None:
+            return None
+        return MachineAction(kernel=row.kernel, initrd=row.initrd, args=row.args)
+
+    async def set_action(self, mac: str, action: MachineAction) -> None:
+        a, m = schema.actions, schema.machines
+        now = time.time()
+        values = {"kernel": action.kernel, "initrd": action.initrd, "args": action.args, "updated": now}
+        async with self.engine.begin() as conn:
+            res = await conn.execute(update(a).where(a.c.mac == mac).values(**values))
+            if res.rowcount == 0:
+                await conn.execute(insert(a).values(mac=mac, **values))
+            exists = (await conn.execute(select(m.c.mac).where(m.c.mac == mac))).first()
+            if exists is None:
+                await conn.execute(insert(m).values(mac=mac))
+
+    async def delete_action(self, mac: str) -> bool:
+        a = schema.actions
+        async with self.engine.begin() as conn:
+            res = await conn.execute(delete(a).where(a.c.mac == mac))
+        return bool(res.rowcount)
+
+    async def list_machines(self) -> list[dict[str, Any]]:
+        m, a, b = schema.machines, schema.actions, schema.boots
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(m, a.c.kernel, a.c.initrd, a.c.args, a.c.updated)
+                .select_from(m.outerjoin(a, a.c.mac == m.c.mac))
+                .order_by(m.c.mac)
+            )).all()
+            latest = (
+                select(b.c.mac, func.max(b.c.time).label("t")).group_by(b.c.mac).subquery()
+            )
+            last_rows = (await conn.execute(
+                select(b).join(latest, (b.c.mac == latest.c.mac) & (b.c.time == latest.c.t))
+            )).all()
+        last = {r.mac: _boot_dict(r) for r in last_rows}
+        out = []
+        for r in rows:
+            action = None
+            if r.kernel is not None:
+                action = {"kernel": r.kernel, "initrd": r.initrd, "args": r.args, "updated": r.updated}
+            out.append({
+                "mac": r.mac, "uuid": r.uuid, "serial": r.serial, "manufacturer": r.manufacturer,
+                "product": r.product, "first_seen": r.first_seen, "last_seen": r.last_seen,
+                "action": action, "last_boot": last.get(r.mac),
+            })
+        return out
+
+    # boots and statuses
+
+    async def list_boots(self, mac: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        b, s = schema.boots, schema.boot_statuses
+        q = select(b).order_by(b.c.time.desc(), b.c.id).limit(limit)
+        if mac is not None:
+            q = q.where(b.c.mac == mac)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+            ids = [r.id for r in rows]
+            statuses: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            if ids:
+                srows = (await conn.execute(
+                    select(s).where(s.c.boot_id.in_(ids)).order_by(s.c.id)
+                )).all()
+                for sr in srows:
+                    statuses[sr.boot_id].append({"time": sr.time, "state": sr.state, "message": sr.message})
+        out = []
+        for r in rows:
+            d = _boot_dict(r)
+            d["statuses"] = statuses[r.id]
+            out.append(d)
+        return out
+
+    async def get_boot(self, boot_id: str) -> dict[str, Any] | None:
+        b = schema.boots
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(b).where(b.c.id == boot_id))).first()
+        return _boot_dict(row) if row is not None else None
+
+    async def add_status(self, boot_id: str, state: str, message: str, at: float | None = None) -> bool:
+        """Records a status for a boot; False when the boot is unknown."""
+        if state not in BOOT_STATES:
+            raise ValueError(f"state {state!r} is not one of {', '.join(BOOT_STATES)}")
+        b = schema.boots
+        async with self.engine.begin() as conn:
+            exists = (await conn.execute(select(b.c.id).where(b.c.id == boot_id))).first()
+            if exists is None:
+                return False
+            await conn.execute(insert(schema.boot_statuses).values(
+                boot_id=boot_id, time=time.time() if at is None else at, state=state, message=message))
+        return True
+
+    # events
+
+    async def add_events(self, records: list[EventRecord]) -> None:
+        if not records:
+            return
+        rows = [{"kind": r.kind, "time": r.time, "mac": r.mac, "client_ip": r.client_ip,
+                 "detail": orjson.dumps(r.detail).decode()} for r in records]
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(schema.events), rows)
+
+    async def list_events(self, *, kind: str | None = None, mac: str | None = None,
+                          client_ip: str | None = None, limit: int = 100,
+                          before_id: int | None = None) -> list[dict[str, Any]]:
+        e = schema.events
+        q = select(e).order_by(e.c.id.desc()).limit(limit)
+        if kind is not None:
+            q = q.where(e.c.kind == kind)
+        if mac is not None:
+            q = q.where(e.c.mac == mac)
+        if client_ip is not None:
+            q = q.where(e.c.client_ip == client_ip)
+        if before_id is not None:
+            q = q.where(e.c.id < before_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [{"id": r.id, "time": r.time, "kind": r.kind, "mac": r.mac, "client_ip": r.client_ip,
+                 "detail": orjson.loads(r.detail)} for r in rows]

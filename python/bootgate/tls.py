@@ -1,0 +1,249 @@
+"""bootgate's own private CA and server certificate, and the admin token.
+
+Keys are RSA-2048, not ECDSA: the iPXE builds in today's distributions (e.g. Debian trixie's 1.21.1)
+verify only RSA signatures and cannot use an EC certificate (EC support reached iPXE only in 2025/26),
+and iPXE is the main client of the HTTPS service.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .config import ConfigError, Settings
+
+log = logging.getLogger("bootgate.tls")
+
+CA_DAYS = 3650
+SERVER_DAYS = 825
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+    ca_cert: Path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def server_names(settings: Settings) -> list[str]:
+    """Names and addresses the server certificate must cover."""
+    names = ["localhost", "127.0.0.1", "::1", settings.public_host]
+    if settings.http.bind not in ("0.0.0.0", "::"):
+        names.append(settings.http.bind)
+    if settings.dhcp.server_ip:
+        names.append(settings.dhcp.server_ip)
+    try:
+        host = socket.gethostname()
+    except OSError:  # pragma: no cover
+        host = ""
+    if host:
+        names.append(host)
+    seen: list[str] = []
+    for n in names:
+        if n and n not in seen:
+            seen.append(n)
+    return seen
+
+
+def _san(names: list[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            entries.append(x509.DNSName(n))
+    return x509.SubjectAlternativeName(entries)
+
+
+def _create_ca(ca_cert: Path, ca_key_path: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    key = _new_key()
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bootgate"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"bootgate private CA {secrets.token_hex(4)}"),
+    ])
+    now = _now()
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_private(ca_key_path, _key_pem(key))
+    _write_public(ca_cert, cert.public_bytes(serialization.Encoding.PEM))
+    log.info("created private CA", extra={"kv": {"ca_cert": str(ca_cert)}})
+    return cert, key
+
+
+def _issue_server(files: TlsFiles, ca: x509.Certificate, ca_key: CertificateIssuerPrivateKeyTypes,
+                  names: list[str]) -> None:
+    key = _new_key()
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bootgate"),
+            x509.NameAttribute(NameOID.COMMON_NAME, names[0] if names[0] != "localhost" else names[-1]),
+        ]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(min(now + dt.timedelta(days=SERVER_DAYS), ca.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(_san(names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)  # type: ignore[arg-type]
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(files.key, _key_pem(key))
+    chain = cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
+    _write_public(files.cert, chain)
+    log.info("issued server certificate", extra={"kv": {"cert": str(files.cert), "names": ",".join(names)}})
+
+
+def _needs_new_server_cert(cert_path: Path, ca: x509.Certificate, names: list[str]) -> bool:
+    try:
+        certs = x509.load_pem_x509_certificates(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return True
+    if not certs:
+        return True
+    leaf = certs[0]
+    if leaf.issuer != ca.subject or leaf.not_valid_after_utc - RENEW_BEFORE < _now():
+        return True
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return True
+    have = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+    for n in names:
+        try:
+            n = str(ipaddress.ip_address(n))
+        except ValueError:
+            pass
+        if n not in have:
+            return True
+    return False
+
+
+def ensure_tls(settings: Settings) -> TlsFiles:
+    """Makes sure the TLS files exist; creates the CA and server certificate when bootgate manages them.
+
+    bootgate's own material (the default paths) is created on first use and the server certificate is
+    re-issued from the same CA when it lacks a name it must cover or nears expiry. Material given in
+    the config is only checked for existence.
+    """
+    t = settings.tls
+    files = TlsFiles(cert=t.cert, key=t.key, ca_cert=t.ca_cert)
+    if not t.managed:
+        for key, path in (("cert", t.cert), ("key", t.key)):
+            if not path.is_file():
+                raise ConfigError(f"{settings.source}: [tls] {key} {path} does not exist: "
+                                  f"point {key} at an existing PEM file, or remove cert and key to use "
+                                  "bootgate's own CA")
+        return files
+    ca_key_path = t.ca_cert.with_name("ca.key")
+    ca: x509.Certificate
+    ca_key: CertificateIssuerPrivateKeyTypes
+    if t.ca_cert.is_file() and ca_key_path.is_file():
+        ca = x509.load_pem_x509_certificate(t.ca_cert.read_bytes())
+        loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise ConfigError(f"{ca_key_path}: not an RSA key: remove the tls directory to create a new CA")
+        ca_key = loaded
+    else:
+        ca, ca_key = _create_ca(t.ca_cert, ca_key_path)
+    names = server_names(settings)
+    if not t.key.is_file() or _needs_new_server_cert(t.cert, ca, names):
+        _issue_server(files, ca, ca_key, names)
+    return files
+
+
+def ca_der(path: Path) -> bytes | None:
+    """DER of the first certificate in a PEM file, or None if there is none."""
+    try:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not certs:
+        return None
+    return certs[0].public_bytes(serialization.Encoding.DER)
+
+
+def ca_fingerprint(path: Path) -> str | None:
+    der = ca_der(path)
+    return hashlib.sha256(der).hexdigest() if der is not None else None
+
+
+def ensure_admin_token(path: Path) -> str:
+    """Reads the admin token, creating it (mode 0600) if missing."""
+    try:
+        token = path.read_text(encoding="ascii").strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    _write_private(path, (token + "\n").encode("ascii"))
+    return token
