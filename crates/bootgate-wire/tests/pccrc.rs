@@ -23,38 +23,31 @@ const PASSPHRASE: [u8; 32] = [
 ];
 
 const IIS_85_PNG_V1: [u8; 166] = [
-    0x00, 0x01, 0x0c, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x7e, 0x85, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0xd8, 0xd9,
-    0x76, 0x35, 0x4a, 0x48, 0x72, 0xe9, 0x25, 0x76, 0x18, 0x03, 0xf4, 0x58,
-    0xd9, 0xda, 0xaa, 0x67, 0xf8, 0xe3, 0x1c, 0x63, 0x0f, 0xb7, 0x4e, 0x6a,
-    0x31, 0x2e, 0xf8, 0xa2, 0x5a, 0xba, 0x11, 0xaf, 0xc0, 0xd7, 0x94, 0x92,
-    0x43, 0xf9, 0x4f, 0x9c, 0x1f, 0xab, 0x35, 0xd9, 0xfd, 0x1e, 0x33, 0x1f,
-    0xcf, 0x78, 0x11, 0xa2, 0xe0, 0x1d, 0x35, 0x87, 0xb3, 0x8d, 0x77, 0x0a,
-    0x29, 0xe2, 0x02, 0x00, 0x00, 0x00, 0x73, 0xc1, 0x8a, 0xb8, 0x54, 0x91,
-    0x10, 0xf8, 0xe9, 0x0e, 0x71, 0xbb, 0xc3, 0xab, 0x2a, 0xa8, 0xc4, 0x4d,
-    0x13, 0xf4, 0x92, 0x94, 0x99, 0x25, 0x5b, 0x66, 0x0f, 0x24, 0xec, 0x77,
-    0x80, 0x0b, 0x97, 0x4b, 0xdd, 0x65, 0x56, 0x7f, 0xde, 0xec, 0xcd, 0xaf,
-    0xe4, 0x57, 0xa9, 0x50, 0x3b, 0x45, 0x48, 0xf6, 0x6e, 0xd3, 0xb1, 0x88,
-    0xdc, 0xfd, 0xa0, 0xac, 0x38, 0x2b, 0x09, 0x71, 0x1a, 0xcc,
+    0x00, 0x01, 0x0c, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7e, 0x85, 0x01, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0xd8, 0xd9, 0x76, 0x35, 0x4a, 0x48, 0x72, 0xe9, 0x25, 0x76, 0x18, 0x03, 0xf4, 0x58,
+    0xd9, 0xda, 0xaa, 0x67, 0xf8, 0xe3, 0x1c, 0x63, 0x0f, 0xb7, 0x4e, 0x6a, 0x31, 0x2e, 0xf8, 0xa2,
+    0x5a, 0xba, 0x11, 0xaf, 0xc0, 0xd7, 0x94, 0x92, 0x43, 0xf9, 0x4f, 0x9c, 0x1f, 0xab, 0x35, 0xd9,
+    0xfd, 0x1e, 0x33, 0x1f, 0xcf, 0x78, 0x11, 0xa2, 0xe0, 0x1d, 0x35, 0x87, 0xb3, 0x8d, 0x77, 0x0a,
+    0x29, 0xe2, 0x02, 0x00, 0x00, 0x00, 0x73, 0xc1, 0x8a, 0xb8, 0x54, 0x91, 0x10, 0xf8, 0xe9, 0x0e,
+    0x71, 0xbb, 0xc3, 0xab, 0x2a, 0xa8, 0xc4, 0x4d, 0x13, 0xf4, 0x92, 0x94, 0x99, 0x25, 0x5b, 0x66,
+    0x0f, 0x24, 0xec, 0x77, 0x80, 0x0b, 0x97, 0x4b, 0xdd, 0x65, 0x56, 0x7f, 0xde, 0xec, 0xcd, 0xaf,
+    0xe4, 0x57, 0xa9, 0x50, 0x3b, 0x45, 0x48, 0xf6, 0x6e, 0xd3, 0xb1, 0x88, 0xdc, 0xfd, 0xa0, 0xac,
+    0x38, 0x2b, 0x09, 0x71, 0x1a, 0xcc,
 ];
 
 const IIS_85_PNG_V2: [u8; 172] = [
-    0x00, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x88,
-    0x00, 0x00, 0x99, 0xde, 0xe0, 0xd0, 0xc3, 0x58, 0xe2, 0x68, 0x4b, 0x62,
-    0x33, 0x0d, 0x32, 0xb5, 0xf1, 0x97, 0x87, 0x24, 0xa0, 0xd0, 0xa5, 0x2b,
-    0xdc, 0x5e, 0x78, 0x1f, 0xae, 0x71, 0xff, 0x57, 0xa8, 0xbe, 0x3d, 0xd4,
-    0x58, 0x03, 0x7e, 0xd4, 0x04, 0x11, 0x6b, 0xb6, 0x16, 0xd9, 0xb1, 0x41,
-    0x16, 0x08, 0x85, 0x20, 0xc4, 0x7c, 0xdc, 0x50, 0xab, 0xce, 0xa3, 0xfa,
-    0xe1, 0x88, 0xa9, 0x8e, 0xa2, 0x2d, 0xf3, 0xc0, 0x00, 0x00, 0xeb, 0xa0,
-    0x33, 0x81, 0xd0, 0xd0, 0xcb, 0x74, 0xf4, 0xb6, 0x13, 0xd8, 0x21, 0x0f,
-    0x37, 0xf0, 0x02, 0xa0, 0x6f, 0x39, 0x10, 0x58, 0x60, 0x96, 0xa1, 0x30,
-    0xd3, 0x43, 0x98, 0xc0, 0x8e, 0x66, 0xd7, 0xbc, 0xb8, 0xb6, 0xeb, 0x77,
-    0x83, 0xe4, 0xf8, 0x07, 0x64, 0x7b, 0x63, 0xf1, 0x46, 0xb5, 0x2f, 0x4a,
-    0xc8, 0x9c, 0xcc, 0x7a, 0xbf, 0x5f, 0xa1, 0x1a, 0xca, 0xfc, 0x2a, 0xcf,
-    0x50, 0x28, 0x58, 0x6c,
+    0x00, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x88, 0x00, 0x00, 0x99, 0xde, 0xe0, 0xd0, 0xc3, 0x58, 0xe2, 0x68, 0x4b, 0x62,
+    0x33, 0x0d, 0x32, 0xb5, 0xf1, 0x97, 0x87, 0x24, 0xa0, 0xd0, 0xa5, 0x2b, 0xdc, 0x5e, 0x78, 0x1f,
+    0xae, 0x71, 0xff, 0x57, 0xa8, 0xbe, 0x3d, 0xd4, 0x58, 0x03, 0x7e, 0xd4, 0x04, 0x11, 0x6b, 0xb6,
+    0x16, 0xd9, 0xb1, 0x41, 0x16, 0x08, 0x85, 0x20, 0xc4, 0x7c, 0xdc, 0x50, 0xab, 0xce, 0xa3, 0xfa,
+    0xe1, 0x88, 0xa9, 0x8e, 0xa2, 0x2d, 0xf3, 0xc0, 0x00, 0x00, 0xeb, 0xa0, 0x33, 0x81, 0xd0, 0xd0,
+    0xcb, 0x74, 0xf4, 0xb6, 0x13, 0xd8, 0x21, 0x0f, 0x37, 0xf0, 0x02, 0xa0, 0x6f, 0x39, 0x10, 0x58,
+    0x60, 0x96, 0xa1, 0x30, 0xd3, 0x43, 0x98, 0xc0, 0x8e, 0x66, 0xd7, 0xbc, 0xb8, 0xb6, 0xeb, 0x77,
+    0x83, 0xe4, 0xf8, 0x07, 0x64, 0x7b, 0x63, 0xf1, 0x46, 0xb5, 0x2f, 0x4a, 0xc8, 0x9c, 0xcc, 0x7a,
+    0xbf, 0x5f, 0xa1, 0x1a, 0xca, 0xfc, 0x2a, 0xcf, 0x50, 0x28, 0x58, 0x6c,
 ];
 
 /// HoHoDk of the V1 segment (iPXE's `iis_85_png_v1_s0` expected id).
@@ -136,7 +129,11 @@ fn golden_v1_parses_and_verifies() {
     let info = ContentInfoV1::parse(&IIS_85_PNG_V1).expect("IIS V1 parses");
     assert_eq!(info.algo(), HashAlgo::Sha256);
     assert_eq!(info.offset_in_first_segment(), 0);
-    assert_eq!(info.read_bytes_in_last_segment(), 0, "IIS writes 0 for the whole file");
+    assert_eq!(
+        info.read_bytes_in_last_segment(),
+        0,
+        "IIS writes 0 for the whole file"
+    );
     assert_eq!(info.content_range(), (0, 99710));
     assert_eq!(info.segments().len(), 1);
     let s = &info.segments()[0];
@@ -146,8 +143,14 @@ fn golden_v1_parses_and_verifies() {
     assert_eq!(s.block_range(1), Some((65536, 99710)));
     assert_eq!(s.block_range(2), None);
     assert_eq!(s.block_hashes().len(), 2);
-    assert_eq!(s.block_hashes()[0].as_bytes(), sha2::Sha256::digest(&png[..65536]).as_slice());
-    assert_eq!(s.block_hashes()[1].as_bytes(), sha2::Sha256::digest(&png[65536..]).as_slice());
+    assert_eq!(
+        s.block_hashes()[0].as_bytes(),
+        sha2::Sha256::digest(&png[..65536]).as_slice()
+    );
+    assert_eq!(
+        s.block_hashes()[1].as_bytes(),
+        sha2::Sha256::digest(&png[65536..]).as_slice()
+    );
     assert!(s.hod_matches_blocks());
     // Ks = SHA-256 of the raw passphrase bytes (not of a UTF-16 form).
     let ks = server_secret_v1(HashAlgo::Sha256, &PASSPHRASE);
@@ -205,7 +208,10 @@ fn golden_generic_parse_dispatches() {
         ContentInfo::parse(&[0x00, 0x03, 0x04]),
         Err(PccrcError::UnsupportedVersion { minor: 0, major: 3 })
     );
-    assert_eq!(ContentInfo::parse(&[0x00]), Err(PccrcError::Truncated("version")));
+    assert_eq!(
+        ContentInfo::parse(&[0x00]),
+        Err(PccrcError::Truncated("version"))
+    );
 }
 
 // ---------------------------------------------------------------------------- golden: rebuild
@@ -217,7 +223,10 @@ fn golden_v1_rebuilt_byte_for_byte() {
     let built = content_info_v1(&png, &V1Params::default(), &ks).unwrap();
     assert_eq!(hex(&built.encode()), hex(&IIS_85_PNG_V1));
     // The one-call form with a passphrase.
-    assert_eq!(content_information(&png, Version::V1, &PASSPHRASE).unwrap(), IIS_85_PNG_V1);
+    assert_eq!(
+        content_information(&png, Version::V1, &PASSPHRASE).unwrap(),
+        IIS_85_PNG_V1
+    );
     // Streaming in awkward chunk sizes gives the same bytes.
     for chunk in [1usize, 7, 4096, 65535, 65536, 65537, 99709] {
         let mut b = ContentInfoV1Builder::new(V1Params::default(), ks).unwrap();
@@ -225,7 +234,11 @@ fn golden_v1_rebuilt_byte_for_byte() {
             b.update(part).unwrap();
         }
         assert_eq!(b.bytes_fed(), 99710);
-        assert_eq!(b.finish().unwrap().encode(), IIS_85_PNG_V1, "chunk size {chunk}");
+        assert_eq!(
+            b.finish().unwrap().encode(),
+            IIS_85_PNG_V1,
+            "chunk size {chunk}"
+        );
     }
     // Segment by segment (the parallel path) gives the same bytes.
     let layout = segment_layout_v1(png.len() as u64, &V1Params::default()).unwrap();
@@ -253,7 +266,11 @@ fn golden_v2_rebuilt_byte_for_byte() {
         for part in png.chunks(chunk) {
             b.update(part).unwrap();
         }
-        assert_eq!(b.finish().unwrap().encode(), IIS_85_PNG_V2, "chunk size {chunk}");
+        assert_eq!(
+            b.finish().unwrap().encode(),
+            IIS_85_PNG_V2,
+            "chunk size {chunk}"
+        );
     }
     let layout = split.layout(png.len() as u64).unwrap();
     assert_eq!(layout, vec![(0, 39390), (39390, 60320)]);
@@ -263,7 +280,10 @@ fn golden_v2_rebuilt_byte_for_byte() {
             hash_segment_v2(&ks, off, &png[off as usize..off as usize + len as usize]).unwrap()
         })
         .collect();
-    assert_eq!(ContentInfoV2::from_segments(segs).unwrap().encode(), IIS_85_PNG_V2);
+    assert_eq!(
+        ContentInfoV2::from_segments(segs).unwrap().encode(),
+        IIS_85_PNG_V2
+    );
 }
 
 #[test]
@@ -276,12 +296,18 @@ fn golden_v2_default_segmentation_differs_but_verifies() {
     assert_eq!(lens, vec![65536, 99710 - 65536]);
     let ks = server_secret_v2(&PASSPHRASE);
     for s in info.segments() {
-        let (a, b) = (s.offset() as usize, s.offset() as usize + s.length() as usize);
+        let (a, b) = (
+            s.offset() as usize,
+            s.offset() as usize + s.length() as usize,
+        );
         assert!(s.hod_matches(&png[a..b]));
         assert!(s.secret_matches(&ks));
     }
     // Deterministic: the same input gives the same bytes.
-    assert_eq!(content_information(&png, Version::V2, &PASSPHRASE).unwrap(), blob);
+    assert_eq!(
+        content_information(&png, Version::V2, &PASSPHRASE).unwrap(),
+        blob
+    );
 }
 
 // ------------------------------------------------------------------------- round trips: V1
@@ -337,7 +363,9 @@ fn small(algo: HashAlgo) -> V1Params {
 #[test]
 fn v1_round_trip_small_sizes_all_algorithms() {
     for algo in [HashAlgo::Sha256, HashAlgo::Sha384, HashAlgo::Sha512] {
-        for len in [0usize, 1, 15, 16, 17, 32, 63, 64, 65, 80, 128, 129, 200, 640, 1000] {
+        for len in [
+            0usize, 1, 15, 16, 17, 32, 63, 64, 65, 80, 128, 129, 200, 640, 1000,
+        ] {
             for chunk in [1usize, 5, 16, 64, 1000] {
                 check_v1(&content(len, len as u64 + 3), small(algo), chunk);
             }
@@ -370,22 +398,39 @@ fn v1_real_32mib_plus_one() {
     let info = check_v1(&data, V1Params::default(), 1 << 20);
     let segs = info.segments();
     assert_eq!(segs.len(), 2);
-    assert_eq!((segs[0].length(), segs[0].block_hashes().len()), (V1_SEGMENT_SIZE, 512));
-    assert_eq!((segs[1].offset(), segs[1].length()), (V1_SEGMENT_SIZE as u64, 1));
+    assert_eq!(
+        (segs[0].length(), segs[0].block_hashes().len()),
+        (V1_SEGMENT_SIZE, 512)
+    );
+    assert_eq!(
+        (segs[1].offset(), segs[1].length()),
+        (V1_SEGMENT_SIZE as u64, 1)
+    );
     assert_eq!(segs[1].block_hashes().len(), 1);
     assert_eq!(info.encode().len(), 18 + 2 * 80 + 4 + 512 * 32 + 4 + 32);
     // The parallel path agrees with the streaming one.
     let ks = server_secret_v1(HashAlgo::Sha256, b"round trip secret");
     let layout = segment_layout_v1(len as u64, &V1Params::default()).unwrap();
-    assert_eq!(layout, vec![(0, V1_SEGMENT_SIZE), (V1_SEGMENT_SIZE as u64, 1)]);
+    assert_eq!(
+        layout,
+        vec![(0, V1_SEGMENT_SIZE), (V1_SEGMENT_SIZE as u64, 1)]
+    );
     let parts = layout
         .iter()
         .map(|&(o, l)| {
-            hash_segment_v1(&V1Params::default(), &ks, o, &data[o as usize..(o + l as u64) as usize])
-                .unwrap()
+            hash_segment_v1(
+                &V1Params::default(),
+                &ks,
+                o,
+                &data[o as usize..(o + l as u64) as usize],
+            )
+            .unwrap()
         })
         .collect();
-    assert_eq!(ContentInfoV1::from_segments(HashAlgo::Sha256, parts).unwrap(), info);
+    assert_eq!(
+        ContentInfoV1::from_segments(HashAlgo::Sha256, parts).unwrap(),
+        info
+    );
 }
 
 #[test]
@@ -402,7 +447,10 @@ fn v1_multi_segment_small_and_parallel_join() {
             hash_segment_v1(&params, &ks, o, &data[o as usize..(o + l as u64) as usize]).unwrap()
         })
         .collect();
-    assert_eq!(ContentInfoV1::from_segments(HashAlgo::Sha256, parts.clone()).unwrap(), info);
+    assert_eq!(
+        ContentInfoV1::from_segments(HashAlgo::Sha256, parts.clone()).unwrap(),
+        info
+    );
     // Joining refuses gaps, reordering, a wrong algorithm, or a first segment not at 0.
     let mut gap = parts.clone();
     gap.remove(2);
@@ -456,7 +504,10 @@ fn check_v2(data: &[u8], seg: &V2Segmentation, chunk: usize) -> ContentInfoV2 {
     for (s, &(off, len)) in info.segments().iter().zip(&layout) {
         assert_eq!((s.offset(), s.length()), (off, len));
         let bytes = &data[off as usize..off as usize + len as usize];
-        assert_eq!(s.hash_of_data().as_bytes(), &sha2::Sha512::digest(bytes)[..32]);
+        assert_eq!(
+            s.hash_of_data().as_bytes(),
+            &sha2::Sha512::digest(bytes)[..32]
+        );
         assert!(s.secret_matches(&ks));
         assert_eq!(s.id().len(), 32);
     }
@@ -472,7 +523,11 @@ fn check_v2(data: &[u8], seg: &V2Segmentation, chunk: usize) -> ContentInfoV2 {
 fn v2_round_trips() {
     let d = V2_DEFAULT_SEGMENT_SIZE as usize;
     let empty = check_v2(&[], &V2Segmentation::default(), 1);
-    assert_eq!(empty.encode().len(), 31, "no segments: header only, no chunk");
+    assert_eq!(
+        empty.encode().len(),
+        31,
+        "no segments: header only, no chunk"
+    );
     assert!(empty.chunk_sizes().is_empty());
     let one = check_v2(&[7], &V2Segmentation::default(), 1);
     assert_eq!(one.encode().len(), 31 + 5 + 68);
@@ -489,7 +544,11 @@ fn v2_round_trips() {
     assert_eq!(max.segments().len(), 3);
     let tiny = check_v2(&content(100, 12), &V2Segmentation::Fixed(1), 3);
     assert_eq!(tiny.segments().len(), 100);
-    check_v2(&content(10, 13), &V2Segmentation::Explicit(vec![1, 2, 3, 4]), 1);
+    check_v2(
+        &content(10, 13),
+        &V2Segmentation::Explicit(vec![1, 2, 3, 4]),
+        1,
+    );
     check_v2(&[], &V2Segmentation::Explicit(vec![]), 1);
 }
 
@@ -500,15 +559,33 @@ fn v2_explicit_split_must_match_content() {
     // Short content.
     let mut b = ContentInfoV2Builder::new(split.clone(), ks).unwrap();
     b.update(&[0u8; 29]).unwrap();
-    assert_eq!(b.finish(), Err(PccrcError::SplitMismatch { expected: 30, got: 29 }));
+    assert_eq!(
+        b.finish(),
+        Err(PccrcError::SplitMismatch {
+            expected: 30,
+            got: 29
+        })
+    );
     // Content ending exactly at a segment boundary but before the split ends.
     let mut b = ContentInfoV2Builder::new(split.clone(), ks).unwrap();
     b.update(&[0u8; 10]).unwrap();
-    assert_eq!(b.finish(), Err(PccrcError::SplitMismatch { expected: 30, got: 10 }));
+    assert_eq!(
+        b.finish(),
+        Err(PccrcError::SplitMismatch {
+            expected: 30,
+            got: 10
+        })
+    );
     // Long content fails as soon as it overflows.
     let mut b = ContentInfoV2Builder::new(split.clone(), ks).unwrap();
     b.update(&[0u8; 30]).unwrap();
-    assert_eq!(b.update(&[0u8; 1]), Err(PccrcError::SplitMismatch { expected: 30, got: 31 }));
+    assert_eq!(
+        b.update(&[0u8; 1]),
+        Err(PccrcError::SplitMismatch {
+            expected: 30,
+            got: 31
+        })
+    );
     assert!(content_info_v2(&[0u8; 31], &split, &ks).is_err());
     assert!(split.layout(31).is_err());
     // Settings outside 1..=128 KiB are refused.

@@ -488,7 +488,9 @@ impl Hasher {
             Hasher::Sha256(h) => HashValue::from_slice(&h.finalize()),
             Hasher::Sha384(h) => HashValue::from_slice(&h.finalize()),
             Hasher::Sha512(h) => HashValue::from_slice(&h.finalize()),
-            Hasher::TruncSha512(h) => HashValue::from_slice(h.finalize().get(..V2_HASH_LEN).unwrap_or(&[])),
+            Hasher::TruncSha512(h) => {
+                HashValue::from_slice(h.finalize().get(..V2_HASH_LEN).unwrap_or(&[]))
+            }
         }
         .unwrap_or(empty)
     }
@@ -547,7 +549,11 @@ impl<'a> Reader<'a> {
         self.array(field).map(u64::from_be_bytes)
     }
 
-    pub(crate) fn hash(&mut self, len: usize, field: &'static str) -> Result<HashValue, PccrcError> {
+    pub(crate) fn hash(
+        &mut self,
+        len: usize,
+        field: &'static str,
+    ) -> Result<HashValue, PccrcError> {
         let b = self.take(len, field)?;
         HashValue::from_slice(b).ok_or(PccrcError::Inconsistent("hash longer than 64 bytes"))
     }

@@ -45,7 +45,9 @@ impl V1Params {
     /// Checks that the sizes are usable: both positive, a whole number of blocks per segment.
     pub fn validate(&self) -> Result<(), PccrcError> {
         if self.block_size == 0 || self.segment_size == 0 {
-            return Err(PccrcError::BadParams("segment and block sizes must be positive"));
+            return Err(PccrcError::BadParams(
+                "segment and block sizes must be positive",
+            ));
         }
         if !self.segment_size.is_multiple_of(self.block_size) {
             return Err(PccrcError::BadParams(
@@ -121,7 +123,10 @@ impl SegmentV1 {
         }
         let within = index.checked_mul(u64::from(self.block_size))?;
         let end = (within + u64::from(self.block_size)).min(u64::from(self.length));
-        Some((self.offset.checked_add(within)?, self.offset.checked_add(end)?))
+        Some((
+            self.offset.checked_add(within)?,
+            self.offset.checked_add(end)?,
+        ))
     }
 
     /// Segment identifier HoHoDk = HMAC(Kp, HoD + "MS_P2P_CACHING\0" in UTF-16LE).
@@ -266,7 +271,9 @@ pub fn hash_segment_v1(
 ) -> Result<SegmentV1, PccrcError> {
     params.validate()?;
     if u64::try_from(data.len()).unwrap_or(u64::MAX) > u64::from(params.segment_size) {
-        return Err(PccrcError::BadParams("segment data longer than the segment size"));
+        return Err(PccrcError::BadParams(
+            "segment data longer than the segment size",
+        ));
     }
     let mut h = SegmentHasherV1::new(params.algo, params.block_size, offset)?;
     h.update(data)?;
@@ -395,10 +402,14 @@ impl ContentInfoV1 {
     /// [`hash_segment_v1`], into a structure (offset and last-read fields 0).
     pub fn from_segments(algo: HashAlgo, segments: Vec<SegmentV1>) -> Result<Self, PccrcError> {
         if segments.iter().any(|s| s.algo != algo) {
-            return Err(PccrcError::Inconsistent("segments of another hash algorithm"));
+            return Err(PccrcError::Inconsistent(
+                "segments of another hash algorithm",
+            ));
         }
         if segments.first().is_some_and(|s| s.offset != 0) {
-            return Err(PccrcError::Inconsistent("the first segment must start at offset 0"));
+            return Err(PccrcError::Inconsistent(
+                "the first segment must start at offset 0",
+            ));
         }
         let info = ContentInfoV1 {
             algo,
@@ -501,8 +512,8 @@ impl ContentInfoV1 {
         let read_bytes_in_last_segment = r.u32_le("dwReadBytesInLastSegment")?;
         let count = r.u32_le("cSegments")?;
         let h = algo.digest_len();
-        // Each segment needs its description and at least a block count and one block hash.
-        let min_per_segment = (16 + 2 * h + 4 + h) as u64;
+        // Each segment needs at least its description and its block count.
+        let min_per_segment = (16 + 2 * h + 4) as u64;
         if u64::from(count).saturating_mul(min_per_segment) > r.remaining() as u64 {
             return Err(PccrcError::Truncated("segments"));
         }
@@ -569,13 +580,17 @@ impl ContentInfoV1 {
                 return Err(PccrcError::Inconsistent("zero block size"));
             }
             if s.block_size != first.block_size {
-                return Err(PccrcError::Inconsistent("segments with different block sizes"));
+                return Err(PccrcError::Inconsistent(
+                    "segments with different block sizes",
+                ));
             }
             if s.hod.len() != h
                 || s.secret.len() != h
                 || s.block_hashes.iter().any(|b| b.len() != h)
             {
-                return Err(PccrcError::Inconsistent("hash length differs from the algorithm's"));
+                return Err(PccrcError::Inconsistent(
+                    "hash length differs from the algorithm's",
+                ));
             }
             let n = s.block_hashes.len() as u64;
             if n == 0 || n > s.total_blocks() {
@@ -590,9 +605,7 @@ impl ContentInfoV1 {
                 .offset
                 .checked_add(u64::from(s.length))
                 .ok_or(PccrcError::Inconsistent("segment ends past 2^64"))?;
-            if i != last_index
-                && (s.length != first.length || s.length % s.block_size != 0)
-            {
+            if i != last_index && (s.length != first.length || s.length % s.block_size != 0) {
                 return Err(PccrcError::Inconsistent(
                     "non-final segments must share one length, a whole number of blocks",
                 ));

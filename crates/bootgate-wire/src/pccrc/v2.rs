@@ -180,7 +180,9 @@ impl SegmentHasherV2 {
             .ok()
             .and_then(|n| self.len.checked_add(n))
             .filter(|t| *t <= V2_MAX_SEGMENT_SIZE)
-            .ok_or(PccrcError::TooLarge("version 2.0 segment longer than 128 KiB"))?;
+            .ok_or(PccrcError::TooLarge(
+                "version 2.0 segment longer than 128 KiB",
+            ))?;
         self.hasher.update(data);
         self.len = total;
         Ok(())
@@ -230,10 +232,7 @@ pub struct ContentInfoV2Builder {
 impl ContentInfoV2Builder {
     /// A builder with the given segmentation and server secret `Ks` (see
     /// [`super::server_secret_v2`]).
-    pub fn new(
-        segmentation: V2Segmentation,
-        server_secret: HashValue,
-    ) -> Result<Self, PccrcError> {
+    pub fn new(segmentation: V2Segmentation, server_secret: HashValue) -> Result<Self, PccrcError> {
         segmentation.validate()?;
         Ok(ContentInfoV2Builder {
             server_secret,
@@ -347,7 +346,9 @@ impl ContentInfoV2 {
     /// chunk length limit of about 63 million segments).
     pub fn from_segments(segments: Vec<SegmentV2>) -> Result<Self, PccrcError> {
         if segments.first().is_some_and(|s| s.offset != 0) {
-            return Err(PccrcError::Inconsistent("the first segment must start at offset 0"));
+            return Err(PccrcError::Inconsistent(
+                "the first segment must start at offset 0",
+            ));
         }
         let mut chunks = Vec::new();
         let mut left = segments.len();
@@ -413,9 +414,7 @@ impl ContentInfoV2 {
 
     /// Length of [`ContentInfoV2::encode`]'s output.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN
-            + self.chunks.len() * CHUNK_HEADER_LEN
-            + self.segments.len() * SEGMENT_DESC_LEN
+        HEADER_LEN + self.chunks.len() * CHUNK_HEADER_LEN + self.segments.len() * SEGMENT_DESC_LEN
     }
 
     /// Encodes the structure.
@@ -515,7 +514,9 @@ impl ContentInfoV2 {
                 .iter()
                 .any(|n| *n == 0 || *n > MAX_SEGMENTS_PER_CHUNK)
         {
-            return Err(PccrcError::Inconsistent("chunk grouping does not fit the segments"));
+            return Err(PccrcError::Inconsistent(
+                "chunk grouping does not fit the segments",
+            ));
         }
         let Some(first) = self.segments.first() else {
             if self.offset_in_first_segment != 0 || self.length_of_range != 0 {
