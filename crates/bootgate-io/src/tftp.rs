@@ -5,11 +5,48 @@
 //! - `TftpEngine::start(settings) -> io::Result<TftpEngine>`; `counters(&self)`;
 //!   `drain_events(&self, max) -> Vec<TftpEvent>`; `event_fd(&self) -> RawFd`;
 //!   `local_addr(&self) -> SocketAddr`; `stop(&mut self)` (also on Drop).
+//!
+//! How it works: one thread owns the listening socket and, for every accepted RRQ, a socket of
+//! its own on an ephemeral port (the RFC 1350 transfer id), connected to the client. The thread
+//! waits on all of them with epoll(7) and wakes for the earliest transfer deadline. Each transfer
+//! is a [`bootgate_wire::tftp::Transfer`]; the engine only moves bytes and time in and out.
+//!
+//! Files are resolved inside `root` only (see [`resolve`]), read into memory once and shared
+//! (`Arc<[u8]>`) by every transfer of the same file; a changed size or mtime reloads the file.
+//! Write requests are refused with ERROR 2. Beyond `max_transfers` a request gets ERROR 0
+//! "server busy". Every request that ends (served, failed or refused) yields one [`TftpEvent`].
+//!
+//! Counters (stable names, see [`COUNTER_NAMES`]), all monotonic except `active_transfers`:
+//! - `requests`: RRQ and WRQ received (well-formed or not); `duplicate_requests`: an RRQ repeated
+//!   by a client whose transfer has not started yet (ignored: the transfer retransmits itself).
+//! - `transfers_started`, `transfers_ok`, `transfers_failed` (timeout, client error, unreachable).
+//! - `bytes_sent`: DATA payload bytes sent, retransmissions included; `packets_sent`: DATA + OACK.
+//! - `retransmits`: DATA blocks and OACKs sent again; `timeouts`: expired retransmission timers.
+//! - `errors_not_found`, `errors_access` (escape attempts, WRQ, unreadable, not a file),
+//!   `errors_busy`, `errors_option` (invalid option values), `errors_illegal` (mail mode):
+//!   refusals sent as ERROR packets.
+//! - `dropped_malformed`: datagrams that do not parse; `dropped_unexpected`: valid packets that
+//!   make no sense where they arrived (DATA to port 69, RRQ to a transfer port).
+//! - `events_dropped`: events lost because Python did not drain the queue in time.
+//! - `active_transfers`: a gauge, the transfers in progress now.
 
-use std::io;
-use std::net::SocketAddr;
-use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use bootgate_wire::tftp::{self as wire, error_code, Action, Mode, Packet, Rejected, Transfer};
+
+use crate::counters::Counters;
+use crate::events::EventQueue;
 
 #[derive(Clone, Debug)]
 pub struct TftpSettings {
@@ -40,26 +77,683 @@ pub struct TftpEvent {
     pub error: String,
 }
 
+/// Largest windowsize granted (RFC 7440).
+pub const MAX_WINDOWSIZE: u16 = 16;
+/// Events kept for Python before new ones are dropped (and counted).
+const EVENT_CAPACITY: usize = 65536;
+/// Files kept in memory while no transfer uses them.
+const CACHE_IDLE_FILES: usize = 64;
+/// Datagrams read from one socket per wake-up, so one busy peer cannot starve the rest.
+const READ_BURST: usize = 64;
+
+/// Counter names, in index order of [`C`].
+pub const COUNTER_NAMES: &[&str] = &[
+    "requests",
+    "duplicate_requests",
+    "transfers_started",
+    "transfers_ok",
+    "transfers_failed",
+    "bytes_sent",
+    "packets_sent",
+    "retransmits",
+    "timeouts",
+    "errors_not_found",
+    "errors_access",
+    "errors_busy",
+    "errors_option",
+    "errors_illegal",
+    "dropped_malformed",
+    "dropped_unexpected",
+];
+
+#[derive(Clone, Copy)]
+enum C {
+    Requests,
+    DuplicateRequests,
+    TransfersStarted,
+    TransfersOk,
+    TransfersFailed,
+    BytesSent,
+    PacketsSent,
+    Retransmits,
+    Timeouts,
+    ErrorsNotFound,
+    ErrorsAccess,
+    ErrorsBusy,
+    ErrorsOption,
+    ErrorsIllegal,
+    DroppedMalformed,
+    DroppedUnexpected,
+}
+
+/// What the engine thread and its handle share.
+#[derive(Debug)]
+struct Shared {
+    counters: Counters,
+    events: EventQueue<TftpEvent>,
+    active: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn inc(&self, c: C) {
+        self.counters.inc(c as usize);
+    }
+    fn add(&self, c: C, n: u64) {
+        self.counters.add(c as usize, n);
+    }
+}
+
+/// Handle of the running engine thread.
 #[derive(Debug)]
 pub struct TftpEngine {
-    _private: (),
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    waker: UnixStream,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl TftpEngine {
-    pub fn start(_settings: TftpSettings) -> io::Result<Self> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "TFTP engine not built yet"))
+    /// Binds the listening socket and starts the engine thread. Fails when the root is not a
+    /// directory or the address cannot be bound.
+    pub fn start(settings: TftpSettings) -> io::Result<Self> {
+        let root = std::fs::canonicalize(&settings.root).map_err(|e| {
+            io::Error::new(e.kind(), format!("TFTP root {}: {e}", settings.root.display()))
+        })?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TFTP root {} is not a directory", root.display()),
+            ));
+        }
+        let listener = UdpSocket::bind(settings.bind)?;
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        let (waker, wake_rx) = UnixStream::pair()?;
+        waker.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let shared = Arc::new(Shared {
+            counters: Counters::new(COUNTER_NAMES),
+            events: EventQueue::new(EVENT_CAPACITY)?,
+            active: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let epoll = Epoll::new()?;
+        epoll.add(listener.as_raw_fd(), TOKEN_LISTENER)?;
+        epoll.add(wake_rx.as_raw_fd(), TOKEN_WAKER)?;
+        let server = Server {
+            epoll,
+            listener,
+            wake_rx,
+            root,
+            wire: wire::Settings {
+                max_blksize: settings.max_blksize,
+                max_windowsize: MAX_WINDOWSIZE,
+                timeout: Duration::from_millis(settings.timeout_ms.max(1)),
+                max_timeout: Duration::from_secs(16),
+                retries: settings.retries,
+            },
+            max_transfers: settings.max_transfers,
+            slots: Vec::new(),
+            free: Vec::new(),
+            files: FileCache::default(),
+            shared: Arc::clone(&shared),
+            epoch: Instant::now(),
+            out: Vec::with_capacity(65536),
+        };
+        let thread = std::thread::Builder::new().name("bootgate-tftp".into()).spawn(move || server.run())?;
+        Ok(Self { shared, local, waker, thread: Some(thread) })
     }
+
+    /// Every counter with its value (see the module documentation for their meaning).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        Vec::new()
+        let mut c = self.shared.counters.snapshot();
+        c.push(("events_dropped", self.shared.events.dropped()));
+        c.push(("active_transfers", self.shared.active.load(Ordering::Relaxed)));
+        c
     }
-    pub fn drain_events(&self, _max: usize) -> Vec<TftpEvent> {
-        Vec::new()
+
+    pub fn drain_events(&self, max: usize) -> Vec<TftpEvent> {
+        self.shared.events.drain(max)
     }
+
+    /// Readable whenever events wait to be drained.
     pub fn event_fd(&self) -> RawFd {
-        -1
+        self.shared.events.notify_fd()
     }
+
+    /// The address the listening socket is bound to (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::from(([0, 0, 0, 0], 0))
+        self.local
     }
-    pub fn stop(&mut self) {}
+
+    /// Stops the thread and waits for it; transfers in progress are abandoned. Idempotent.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = (&self.waker).write(&[1]);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TftpEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// epoll
+
+const TOKEN_LISTENER: u64 = 0;
+const TOKEN_WAKER: u64 = 1;
+const TOKEN_FIRST_SLOT: u64 = 2;
+
+/// A minimal epoll(7) wrapper: level-triggered readability, a u64 token per descriptor.
+#[derive(Debug)]
+struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; the returned descriptor is checked and then owned.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+        // SAFETY: valid epoll descriptor, a live event struct for the duration of the call.
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token)
+    }
+
+    fn delete(&self, fd: RawFd) {
+        let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0);
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever); returns the tokens of ready descriptors.
+    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32, tokens: &mut Vec<u64>) -> io::Result<()> {
+        tokens.clear();
+        let max = events.len().min(i32::MAX as usize) as i32;
+        // SAFETY: `events` is a valid writable buffer of `max` entries.
+        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+        }
+        tokens.extend(events[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// files
+
+/// Why a request is refused before any transfer starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NotFound,
+    /// Access violation, with the reason for the event ("outside root", "not a regular file").
+    Access(&'static str),
+}
+
+/// Maps a requested name to a file inside `root` (which must be canonical).
+///
+/// Backslashes count as separators (Windows clients send `boot\x64\wdsnbp.com`); leading
+/// slashes are dropped, so `/pxelinux.0` is `root/pxelinux.0`; any `..` component is refused; the
+/// result is canonicalized (symlinks followed) and must still lie inside `root`.
+pub fn resolve(root: &Path, name: &[u8]) -> Result<PathBuf, Refusal> {
+    let name: Vec<u8> = name.iter().map(|&c| if c == b'\\' { b'/' } else { c }).collect();
+    let mut path = root.to_path_buf();
+    let mut parts = 0;
+    for part in Path::new(OsStr::from_bytes(&name)).components() {
+        match part {
+            Component::Normal(p) => {
+                path.push(p);
+                parts += 1;
+            }
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return Err(Refusal::Access("path escapes root")),
+        }
+    }
+    if parts == 0 {
+        return Err(Refusal::Access("not a regular file"));
+    }
+    let real = std::fs::canonicalize(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => Refusal::Access("permission denied"),
+        _ => Refusal::NotFound,
+    })?;
+    if !real.starts_with(root) {
+        return Err(Refusal::Access("path escapes root"));
+    }
+    Ok(real)
+}
+
+#[derive(Debug)]
+struct CachedFile {
+    len: u64,
+    mtime: Option<SystemTime>,
+    octet: Arc<[u8]>,
+    netascii: Option<Arc<[u8]>>,
+}
+
+/// Files in memory, keyed by canonical path, reloaded when their size or mtime changes.
+#[derive(Debug, Default)]
+struct FileCache {
+    files: HashMap<PathBuf, CachedFile>,
+}
+
+impl FileCache {
+    fn get(&mut self, path: &Path, mode: Mode) -> Result<Arc<[u8]>, Refusal> {
+        let meta = std::fs::metadata(path).map_err(|_| Refusal::NotFound)?;
+        if !meta.is_file() {
+            return Err(Refusal::Access("not a regular file"));
+        }
+        let mtime = meta.modified().ok();
+        let fresh = matches!(self.files.get(path), Some(f) if f.len == meta.len() && f.mtime == mtime);
+        if !fresh {
+            let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Refusal::NotFound,
+                _ => Refusal::Access("unreadable"),
+            })?;
+            self.evict_idle();
+            let f = CachedFile { len: meta.len(), mtime, octet: bytes.into(), netascii: None };
+            self.files.insert(path.to_path_buf(), f);
+        }
+        let Some(f) = self.files.get_mut(path) else { return Err(Refusal::NotFound) };
+        Ok(match mode {
+            Mode::Netascii => Arc::clone(f.netascii.get_or_insert_with(|| wire::netascii::encode(&f.octet).into())),
+            _ => Arc::clone(&f.octet),
+        })
+    }
+
+    /// Drops files no transfer holds once more than [`CACHE_IDLE_FILES`] are cached.
+    fn evict_idle(&mut self) {
+        if self.files.len() >= CACHE_IDLE_FILES {
+            self.files.retain(|_, f| {
+                Arc::strong_count(&f.octet) > 1 || f.netascii.as_ref().is_some_and(|n| Arc::strong_count(n) > 1)
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the engine thread
+
+#[derive(Debug)]
+struct Slot {
+    socket: UdpSocket,
+    client: SocketAddr,
+    /// The name as requested (lossy UTF-8), for events and duplicate detection.
+    file: String,
+    data: Arc<[u8]>,
+    transfer: Transfer,
+    started: Instant,
+}
+
+#[derive(Debug)]
+struct Server {
+    epoll: Epoll,
+    listener: UdpSocket,
+    wake_rx: UnixStream,
+    root: PathBuf,
+    wire: wire::Settings,
+    max_transfers: usize,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    files: FileCache,
+    shared: Arc<Shared>,
+    epoch: Instant,
+    out: Vec<u8>,
+}
+
+enum Outcome {
+    Continue,
+    Finished { ok: bool, error: String },
+}
+
+impl Server {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn run(mut self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut tokens = Vec::with_capacity(256);
+        let mut buf = vec![0u8; 65536];
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let timeout = self.wait_ms();
+            if self.epoll.wait(&mut events, timeout, &mut tokens).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            for &token in &tokens {
+                match token {
+                    TOKEN_LISTENER => self.on_listener(&mut buf),
+                    TOKEN_WAKER => {
+                        let mut b = [0u8; 64];
+                        while matches!((&self.wake_rx).read(&mut b), Ok(n) if n > 0) {}
+                    }
+                    t => self.on_transfer_socket((t - TOKEN_FIRST_SLOT) as usize, &mut buf),
+                }
+            }
+            self.on_timers();
+        }
+        // Abandoned transfers still end with an event.
+        for i in 0..self.slots.len() {
+            if self.slots[i].is_some() {
+                self.finish(i, false, "server stopped".into());
+            }
+        }
+    }
+
+    /// Milliseconds until the earliest deadline (rounded up), at most one second.
+    fn wait_ms(&self) -> i32 {
+        let now = self.now();
+        let earliest = self.slots.iter().flatten().filter_map(|s| s.transfer.deadline()).min();
+        match earliest {
+            Some(d) if d <= now => 0,
+            Some(d) => (d - now).as_micros().div_ceil(1000).min(1000) as i32,
+            None => 1000,
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now();
+        for i in 0..self.slots.len() {
+            let due = matches!(&self.slots[i], Some(s) if s.transfer.deadline().is_some_and(|d| d <= now));
+            if due {
+                self.shared.inc(C::Timeouts);
+                let action = match &mut self.slots[i] {
+                    Some(s) => s.transfer.on_timeout(now),
+                    None => continue,
+                };
+                self.apply(i, action);
+            }
+        }
+    }
+
+    fn on_listener(&mut self, buf: &mut [u8]) {
+        for _ in 0..READ_BURST {
+            let (n, client) = match self.listener.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => continue, // e.g. ICMP errors reported on the socket
+            };
+            self.on_request(&buf[..n], client);
+        }
+    }
+
+    fn on_request(&mut self, bytes: &[u8], client: SocketAddr) {
+        let is_request = matches!(bytes.get(..2), Some([0, 1]) | Some([0, 2]));
+        if is_request {
+            self.shared.inc(C::Requests);
+        }
+        let packet = match Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(wire::Error::BadOptionValue(o)) => {
+                self.shared.inc(C::ErrorsOption);
+                let msg = format!("invalid value for option {}", o.name());
+                self.refuse(client, error_code::BAD_OPTIONS, &msg, request_name(bytes), &msg);
+                return;
+            }
+            Err(_) => {
+                self.shared.inc(C::DroppedMalformed);
+                return;
+            }
+        };
+        match packet {
+            Packet::Rrq(req) => self.on_rrq(req, client),
+            Packet::Wrq(req) => {
+                self.shared.inc(C::ErrorsAccess);
+                let name = String::from_utf8_lossy(req.filename).into_owned();
+                self.refuse(client, error_code::ACCESS_VIOLATION, "read-only server", name, "write refused");
+            }
+            _ => self.shared.inc(C::DroppedUnexpected),
+        }
+    }
+
+    fn on_rrq(&mut self, req: wire::Request<'_>, client: SocketAddr) {
+        let name = String::from_utf8_lossy(req.filename).into_owned();
+        let duplicate = self
+            .slots
+            .iter()
+            .flatten()
+            .any(|s| s.client == client && s.file == name && s.transfer.acked() == 0);
+        if duplicate {
+            self.shared.inc(C::DuplicateRequests);
+            return;
+        }
+        if req.mode == Mode::Mail {
+            self.shared.inc(C::ErrorsIllegal);
+            self.refuse(client, error_code::ILLEGAL_OPERATION, "mail mode not supported", name, "mail mode");
+            return;
+        }
+        let active = self.slots.len() - self.free.len();
+        if active >= self.max_transfers {
+            self.shared.inc(C::ErrorsBusy);
+            self.refuse(client, error_code::UNDEFINED, "server busy", name, "server busy");
+            return;
+        }
+        let data = match resolve(&self.root, req.filename).and_then(|p| self.files.get(&p, req.mode)) {
+            Ok(d) => d,
+            Err(Refusal::NotFound) => {
+                self.shared.inc(C::ErrorsNotFound);
+                self.refuse(client, error_code::FILE_NOT_FOUND, "file not found", name, "not found");
+                return;
+            }
+            Err(Refusal::Access(why)) => {
+                self.shared.inc(C::ErrorsAccess);
+                self.refuse(client, error_code::ACCESS_VIOLATION, "access violation", name, why);
+                return;
+            }
+        };
+        let socket = match self.transfer_socket(client) {
+            Ok(s) => s,
+            Err(_) => {
+                self.refuse(client, error_code::UNDEFINED, "server error", name, "no transfer socket");
+                return;
+            }
+        };
+        let (transfer, first) = Transfer::new(&req.options, data.len() as u64, &self.wire, self.now());
+        let slot = Slot { socket, client, file: name, data, transfer, started: Instant::now() };
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        if self.epoll.add(slot.socket.as_raw_fd(), TOKEN_FIRST_SLOT + i as u64).is_err() {
+            self.free.push(i);
+            self.refuse(client, error_code::UNDEFINED, "server error", slot.file, "epoll");
+            return;
+        }
+        self.slots[i] = Some(slot);
+        self.shared.inc(C::TransfersStarted);
+        self.shared.active.fetch_add(1, Ordering::Relaxed);
+        self.apply(i, first);
+    }
+
+    /// A socket on an ephemeral port of the listening address, connected to the client.
+    fn transfer_socket(&self, client: SocketAddr) -> io::Result<UdpSocket> {
+        let mut local = self.listener.local_addr()?;
+        local.set_port(0);
+        let s = UdpSocket::bind(local)?;
+        s.connect(client)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    }
+
+    /// Answers a request with an ERROR from the listening socket and records the refusal.
+    fn refuse(&mut self, client: SocketAddr, code: u16, message: &str, file: String, why: &str) {
+        self.out.clear();
+        wire::packet::emit_error(&mut self.out, code, message.as_bytes());
+        let _ = self.listener.send_to(&self.out, client);
+        self.push_event(TftpEvent {
+            time: crate::unix_time(),
+            client,
+            file,
+            ok: false,
+            bytes: 0,
+            duration: 0.0,
+            error: why.to_string(),
+        });
+    }
+
+    fn on_transfer_socket(&mut self, i: usize, buf: &mut [u8]) {
+        for _ in 0..READ_BURST {
+            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else { return };
+            let n = match slot.socket.recv(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    // ICMP port unreachable: the client is gone.
+                    self.finish(i, false, "client unreachable".into());
+                    return;
+                }
+                Err(_) => return,
+            };
+            let now = self.epoch.elapsed();
+            match slot.transfer.on_datagram(&buf[..n], now) {
+                Ok(action) => self.apply(i, action),
+                Err(Rejected::Malformed(_)) => self.shared.inc(C::DroppedMalformed),
+                Err(Rejected::Unexpected(_)) => self.shared.inc(C::DroppedUnexpected),
+            }
+        }
+    }
+
+    /// Carries out what the transfer asked for.
+    fn apply(&mut self, i: usize, action: Action) {
+        match self.send(i, action) {
+            Outcome::Continue => {}
+            Outcome::Finished { ok, error } => self.finish(i, ok, error),
+        }
+    }
+
+    fn send(&mut self, i: usize, action: Action) -> Outcome {
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else { return Outcome::Continue };
+        let shared = &self.shared;
+        let out = &mut self.out;
+        match action {
+            Action::None => {}
+            Action::SendOack { retransmit } => {
+                out.clear();
+                slot.transfer.write_oack(out);
+                if let Err(e) = slot.socket.send(out) {
+                    if e.kind() == io::ErrorKind::ConnectionRefused {
+                        return Outcome::Finished { ok: false, error: "client unreachable".into() };
+                    }
+                }
+                shared.inc(C::PacketsSent);
+                if retransmit {
+                    shared.inc(C::Retransmits);
+                }
+            }
+            Action::SendBlocks { first, last, retransmits } => {
+                shared.add(C::Retransmits, retransmits);
+                for n in first..=last {
+                    out.clear();
+                    let len = slot.transfer.write_data(n, &slot.data, out);
+                    match slot.socket.send(out) {
+                        Ok(_) => {
+                            shared.inc(C::PacketsSent);
+                            shared.add(C::BytesSent, len as u64);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            return Outcome::Finished { ok: false, error: "client unreachable".into() };
+                        }
+                        // A full socket buffer loses the rest of the window; the timer resends it.
+                        Err(_) => break,
+                    }
+                }
+            }
+            Action::Done => return Outcome::Finished { ok: true, error: String::new() },
+            Action::Failed(f) => return Outcome::Finished { ok: false, error: f.describe() },
+        }
+        Outcome::Continue
+    }
+
+    /// Ends transfer `i`: frees its socket and slot, counts it, reports it.
+    fn finish(&mut self, i: usize, ok: bool, error: String) {
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::take) else { return };
+        self.epoll.delete(slot.socket.as_raw_fd());
+        self.free.push(i);
+        self.shared.active.fetch_sub(1, Ordering::Relaxed);
+        self.shared.inc(if ok { C::TransfersOk } else { C::TransfersFailed });
+        let t = &slot.transfer;
+        let bytes = if ok { t.size() } else { t.acked().saturating_mul(u64::from(t.blksize())).min(t.size()) };
+        self.push_event(TftpEvent {
+            time: crate::unix_time(),
+            client: slot.client,
+            file: slot.file,
+            ok,
+            bytes,
+            duration: slot.started.elapsed().as_secs_f64(),
+            error,
+        });
+    }
+
+    fn push_event(&self, event: TftpEvent) {
+        // A full queue counts the drop itself (reported as `events_dropped`).
+        let _ = self.shared.events.push(event);
+    }
+}
+
+/// The filename of a request that failed to parse, if it got that far (for the event).
+fn request_name(bytes: &[u8]) -> String {
+    let name = bytes.get(2..).unwrap_or(&[]);
+    let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    String::from_utf8_lossy(&name[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_confines_names_to_the_root() {
+        let base = std::env::temp_dir().join(format!("bootgate-tftp-resolve-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.bin"), b"a").unwrap();
+        std::fs::write(base.join("secret"), b"s").unwrap();
+        let _ = std::os::unix::fs::symlink(base.join("secret"), root.join("escape"));
+        let _ = std::os::unix::fs::symlink(root.join("sub/a.bin"), root.join("inside"));
+        let root = std::fs::canonicalize(&root).unwrap();
+        let a = root.join("sub/a.bin");
+        assert_eq!(resolve(&root, b"sub/a.bin"), Ok(a.clone()));
+        assert_eq!(resolve(&root, b"/sub/a.bin"), Ok(a.clone()));
+        assert_eq!(resolve(&root, b"//sub/./a.bin"), Ok(a.clone()));
+        assert_eq!(resolve(&root, b"sub\\a.bin"), Ok(a.clone()));
+        assert_eq!(resolve(&root, b"inside"), Ok(a.clone()));
+        assert_eq!(resolve(&root, b"../secret"), Err(Refusal::Access("path escapes root")));
+        assert_eq!(resolve(&root, b"sub/../../secret"), Err(Refusal::Access("path escapes root")));
+        assert_eq!(resolve(&root, b"..\\secret"), Err(Refusal::Access("path escapes root")));
+        assert_eq!(resolve(&root, b"escape"), Err(Refusal::Access("path escapes root")));
+        assert_eq!(resolve(&root, b"missing"), Err(Refusal::NotFound));
+        assert_eq!(resolve(&root, b"/"), Err(Refusal::Access("not a regular file")));
+        let mut cache = FileCache::default();
+        assert_eq!(cache.get(&root.join("sub"), Mode::Octet), Err(Refusal::Access("not a regular file")));
+        let first = cache.get(&a, Mode::Octet).unwrap();
+        assert!(Arc::ptr_eq(&first, &cache.get(&a, Mode::Octet).unwrap()), "loaded once, shared");
+        std::fs::write(&a, b"changed").unwrap();
+        assert_eq!(&cache.get(&a, Mode::Octet).unwrap()[..], b"changed", "reloaded on size change");
+        std::fs::write(&a, b"x\ny").unwrap();
+        assert_eq!(&cache.get(&a, Mode::Netascii).unwrap()[..], b"x\r\ny");
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }

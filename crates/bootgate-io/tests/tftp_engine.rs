@@ -1,0 +1,380 @@
+//! The TFTP engine over loopback, against a small client written here with bootgate-wire's
+//! packets: concurrent downloads with blksize and windowsize, refusals, timeouts, counters and
+//! events.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bootgate_io::tftp::{TftpEngine, TftpEvent, TftpSettings};
+use bootgate_wire::tftp::packet::{emit_ack, emit_error};
+use bootgate_wire::tftp::{Mode, Packet, Request, RequestOptions};
+
+fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("bootgate-tftp-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn settings(root: &Path) -> TftpSettings {
+    TftpSettings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        root: root.to_path_buf(),
+        max_blksize: 1468,
+        timeout_ms: 200,
+        retries: 5,
+        max_transfers: 64,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Fetch {
+    Ok { data: Vec<u8>, oack: Option<RequestOptions> },
+    Error { code: u16, message: String },
+    NoAnswer,
+}
+
+/// Downloads `name` as an RFC 7440 client: ACK 0 after an OACK, ACK each window's last block,
+/// ACK the last in-order block on a gap, re-ACK on its own timeout.
+fn fetch(server: SocketAddr, name: &[u8], mode: Mode, options: RequestOptions) -> Fetch {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut rrq = Vec::new();
+    Packet::Rrq(Request { filename: name, mode, options }).emit(&mut rrq);
+    sock.send_to(&rrq, server).unwrap();
+
+    let mut peer: Option<SocketAddr> = None;
+    let (mut blksize, mut windowsize) = (512usize, 1u16);
+    let mut oack = None;
+    let mut data = Vec::new();
+    let mut next: u64 = 1;
+    let mut in_window = 0u16;
+    let mut last_ack: Option<Vec<u8>> = None;
+    let mut silent = 0;
+    let mut buf = vec![0u8; 70000];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(_) => {
+                silent += 1;
+                if silent > 6 {
+                    return Fetch::NoAnswer;
+                }
+                match (&last_ack, peer) {
+                    (Some(a), Some(p)) => sock.send_to(a, p).unwrap(),
+                    _ => sock.send_to(&rrq, server).unwrap(),
+                };
+                continue;
+            }
+        };
+        silent = 0;
+        if *peer.get_or_insert(from) != from {
+            let mut e = Vec::new();
+            emit_error(&mut e, 5, b"unknown transfer id");
+            sock.send_to(&e, from).unwrap();
+            continue;
+        }
+        let mut ack = Vec::new();
+        match Packet::parse(&buf[..n]).expect("the server sent a malformed packet") {
+            Packet::Error { code, message } => {
+                return Fetch::Error { code, message: String::from_utf8_lossy(message).into_owned() }
+            }
+            Packet::Oack(list) => {
+                let o = RequestOptions::parse(list).unwrap();
+                blksize = o.blksize.map_or(512, usize::from);
+                windowsize = o.windowsize.unwrap_or(1);
+                oack = Some(o);
+                emit_ack(&mut ack, 0);
+            }
+            Packet::Data { block, data: chunk } => {
+                if block == next as u16 {
+                    assert!(chunk.len() <= blksize, "DATA larger than the blksize");
+                    data.extend_from_slice(chunk);
+                    next += 1;
+                    in_window += 1;
+                    let last = chunk.len() < blksize;
+                    if !last && in_window < windowsize {
+                        continue;
+                    }
+                    in_window = 0;
+                    emit_ack(&mut ack, block);
+                    sock.send_to(&ack, from).unwrap();
+                    if last {
+                        return Fetch::Ok { data, oack };
+                    }
+                    last_ack = Some(ack);
+                    continue;
+                }
+                in_window = 0;
+                emit_ack(&mut ack, (next - 1) as u16);
+            }
+            other => panic!("unexpected packet from the server: {other:?}"),
+        }
+        sock.send_to(&ack, from).unwrap();
+        last_ack = Some(ack);
+    }
+}
+
+fn opts(blksize: Option<u16>, windowsize: Option<u16>) -> RequestOptions {
+    RequestOptions { blksize, tsize: Some(0), timeout: None, windowsize }
+}
+
+fn counter(e: &TftpEngine, name: &str) -> u64 {
+    e.counters().into_iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no counter {name}")).1
+}
+
+/// Drains events until `n` arrived (or ten seconds passed).
+fn events(e: &TftpEngine, n: usize) -> Vec<TftpEvent> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < n && start.elapsed() < Duration::from_secs(10) {
+        out.extend(e.drain_events(1024));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    out
+}
+
+#[test]
+fn concurrent_downloads_deliver_every_byte() {
+    let dir = TempDir::new("many");
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.bin", Vec::new()),
+        ("one.bin", vec![0x5a]),
+        ("exact512.bin", random_bytes(512 * 4, 1)),
+        ("exact1468.bin", random_bytes(1468 * 10, 2)),
+        ("big.bin", random_bytes(3 * 1024 * 1024 + 7, 3)),
+        ("boot/ipxe.efi", random_bytes(200_000, 4)),
+        ("rollover.bin", random_bytes(8 * 66_000 + 5, 5)),
+    ];
+    for (name, data) in &files {
+        let p = dir.0.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    let mut engine = TftpEngine::start(settings(&dir.0)).unwrap();
+    let server = engine.local_addr();
+    assert_ne!(server.port(), 0);
+
+    let cases: Vec<(&str, RequestOptions)> = vec![
+        ("empty.bin", RequestOptions::default()),
+        ("one.bin", opts(Some(512), None)),
+        ("exact512.bin", RequestOptions::default()),
+        ("exact512.bin", opts(Some(512), Some(8))),
+        ("exact1468.bin", opts(Some(1468), Some(1))),
+        ("exact1468.bin", opts(Some(1468), Some(8))),
+        ("big.bin", opts(Some(1468), Some(16))),
+        ("big.bin", opts(Some(1432), None)),
+        ("big.bin", opts(Some(9000), Some(64))), // clamped to 1468 and 16
+        ("/boot/ipxe.efi", opts(Some(1024), Some(4))),
+        ("boot\\ipxe.efi", RequestOptions::default()),
+        ("rollover.bin", opts(Some(8), Some(16))),
+    ];
+    let expected: HashMap<&str, &Vec<u8>> = files.iter().map(|(n, d)| (*n, d)).collect();
+    let results: Vec<(String, Fetch)> = std::thread::scope(|s| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|(name, o)| s.spawn(move || (name.to_string(), fetch(server, name.as_bytes(), Mode::Octet, *o))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut total = 0u64;
+    for (name, result) in &results {
+        let key = name.trim_start_matches('/').replace('\\', "/");
+        let want = expected[key.as_str()];
+        let Fetch::Ok { data, oack } = result else { panic!("{name}: {result:?}") };
+        assert!(data == want, "{name}: {} bytes received, {} expected", data.len(), want.len());
+        if let Some(o) = oack {
+            assert_eq!(o.tsize, Some(want.len() as u64), "{name}: tsize is the real size");
+            assert!(o.blksize.unwrap_or(512) <= 1468 && o.windowsize.unwrap_or(1) <= 16);
+        }
+        total += want.len() as u64;
+    }
+    let ev = events(&engine, cases.len());
+    assert_eq!(ev.len(), cases.len());
+    assert!(ev.iter().all(|e| e.ok && e.error.is_empty()), "{ev:?}");
+    assert_eq!(ev.iter().map(|e| e.bytes).sum::<u64>(), total);
+    assert_eq!(counter(&engine, "transfers_ok"), cases.len() as u64);
+    assert_eq!(counter(&engine, "requests"), cases.len() as u64);
+    assert!(counter(&engine, "bytes_sent") >= total);
+    assert_eq!(counter(&engine, "active_transfers"), 0);
+    engine.stop();
+    engine.stop(); // idempotent
+}
+
+#[test]
+fn escapes_missing_files_writes_and_bad_options_are_refused() {
+    let base = TempDir::new("refuse");
+    let root = base.0.join("root");
+    std::fs::create_dir_all(root.join("dir")).unwrap();
+    std::fs::write(base.0.join("secret"), b"do not serve").unwrap();
+    std::fs::write(root.join("ok.bin"), b"fine").unwrap();
+    std::os::unix::fs::symlink(base.0.join("secret"), root.join("link")).unwrap();
+    let engine = TftpEngine::start(settings(&root)).unwrap();
+    let server = engine.local_addr();
+
+    let refused = |name: &[u8]| match fetch(server, name, Mode::Octet, RequestOptions::default()) {
+        Fetch::Error { code, .. } => code,
+        other => panic!("{:?} was not refused: {other:?}", String::from_utf8_lossy(name)),
+    };
+    assert_eq!(refused(b"../secret"), 2);
+    assert_eq!(refused(b"dir/../../secret"), 2);
+    assert_eq!(refused(b"..\\secret"), 2);
+    assert_eq!(refused(b"link"), 2, "a symlink leaving the root");
+    assert_eq!(refused(b"dir"), 2, "a directory");
+    assert_eq!(refused(b"missing.bin"), 1);
+    assert_eq!(refused(b"/etc/passwd"), 1, "absolute names are relative to the root");
+
+    // A write request.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut wrq = Vec::new();
+    Packet::Wrq(Request { filename: b"upload.bin", mode: Mode::Octet, options: RequestOptions::default() })
+        .emit(&mut wrq);
+    sock.send_to(&wrq, server).unwrap();
+    let mut buf = [0u8; 600];
+    let n = sock.recv(&mut buf).unwrap();
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Error { code: 2, .. })));
+    assert!(!root.join("upload.bin").exists());
+
+    // An absurd option value: ERROR 8.
+    sock.send_to(b"\0\x01ok.bin\0octet\0blksize\x00abc\0", server).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Error { code: 8, .. })));
+
+    // Garbage and a stray ACK are dropped without an answer; the server keeps serving.
+    sock.send_to(b"\0\x01no-nul", server).unwrap();
+    sock.send_to(b"\x13\x37", server).unwrap();
+    sock.send_to(b"\0\x04\0\x01", server).unwrap();
+    assert_eq!(
+        fetch(server, b"ok.bin", Mode::Octet, RequestOptions::default()),
+        Fetch::Ok { data: b"fine".to_vec(), oack: None }
+    );
+
+    let ev = events(&engine, 10);
+    let errors: Vec<&str> = ev.iter().map(|e| e.error.as_str()).collect();
+    assert_eq!(errors.iter().filter(|e| **e == "path escapes root").count(), 4, "{errors:?}");
+    assert_eq!(errors.iter().filter(|e| **e == "not found").count(), 2, "{errors:?}");
+    assert!(errors.contains(&"write refused") && errors.contains(&"not a regular file"), "{errors:?}");
+    assert!(ev.iter().any(|e| e.ok && e.file == "ok.bin"));
+    assert_eq!(counter(&engine, "errors_access"), 6);
+    assert_eq!(counter(&engine, "errors_not_found"), 2);
+    assert_eq!(counter(&engine, "errors_option"), 1);
+    assert_eq!(counter(&engine, "dropped_malformed"), 2);
+    assert_eq!(counter(&engine, "dropped_unexpected"), 1);
+    assert_eq!(counter(&engine, "transfers_started"), 1);
+}
+
+#[test]
+fn silent_client_times_out_busy_server_refuses_and_duplicates_are_ignored() {
+    let dir = TempDir::new("timeout");
+    std::fs::write(dir.0.join("f.bin"), random_bytes(5000, 9)).unwrap();
+    let mut s = settings(&dir.0);
+    s.timeout_ms = 20;
+    s.retries = 2;
+    s.max_transfers = 1;
+    let engine = TftpEngine::start(s).unwrap();
+    let server = engine.local_addr();
+
+    // An RRQ sent twice, then silence: one transfer, OACK sent three times, then a timeout.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rrq = Vec::new();
+    Packet::Rrq(Request { filename: b"f.bin", mode: Mode::Octet, options: opts(Some(1024), None) }).emit(&mut rrq);
+    sock.send_to(&rrq, server).unwrap();
+    sock.send_to(&rrq, server).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).unwrap();
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack(_))));
+
+    // Meanwhile another client finds the server busy (max_transfers = 1). The first transfer may
+    // already have timed out on a slow machine; then this one is served instead.
+    match fetch(server, b"f.bin", Mode::Octet, RequestOptions::default()) {
+        Fetch::Error { code: 0, message } => assert_eq!(message, "server busy"),
+        Fetch::Ok { .. } => assert_eq!(counter(&engine, "transfers_ok"), 1),
+        other => panic!("{other:?}"),
+    }
+
+    let ev = events(&engine, 2);
+    let timed_out = ev.iter().find(|e| e.client == sock.local_addr().unwrap()).expect("an event for the silent client");
+    assert!(!timed_out.ok);
+    assert_eq!(timed_out.error, "timeout");
+    assert_eq!(counter(&engine, "duplicate_requests"), 1);
+    assert!(counter(&engine, "retransmits") >= 2);
+    assert!(counter(&engine, "timeouts") >= 3);
+    assert_eq!(counter(&engine, "transfers_failed"), 1);
+    // The OACK and its two retransmissions arrived, nothing more.
+    let mut oacks = 1;
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    while let Ok(n) = sock.recv(&mut buf) {
+        assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack(_))));
+        oacks += 1;
+    }
+    assert_eq!(oacks, 3);
+}
+
+#[test]
+fn client_error_ends_the_transfer_and_netascii_converts_line_ends() {
+    let dir = TempDir::new("errnet");
+    std::fs::write(dir.0.join("text.txt"), b"line one\nline two\r\n").unwrap();
+    std::fs::write(dir.0.join("f.bin"), random_bytes(4000, 3)).unwrap();
+    let engine = TftpEngine::start(settings(&dir.0)).unwrap();
+    let server = engine.local_addr();
+
+    match fetch(server, b"text.txt", Mode::Netascii, RequestOptions::default()) {
+        Fetch::Ok { data, .. } => assert_eq!(data, b"line one\r\nline two\r\0\r\n"),
+        other => panic!("{other:?}"),
+    }
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rrq = Vec::new();
+    Packet::Rrq(Request { filename: b"f.bin", mode: Mode::Octet, options: opts(Some(2000), None) }).emit(&mut rrq);
+    sock.send_to(&rrq, server).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = sock.recv_from(&mut buf).unwrap();
+    assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack(_))));
+    let mut e = Vec::new();
+    emit_error(&mut e, 8, b"blksize refused");
+    sock.send_to(&e, from).unwrap();
+
+    let ev = events(&engine, 2);
+    let failed = ev.iter().find(|e| !e.ok).expect("a failure event");
+    assert_eq!(failed.error, "client error 8: blksize refused");
+    assert_eq!(failed.file, "f.bin");
+    assert_eq!(counter(&engine, "active_transfers"), 0);
+}
+
+#[test]
+fn start_fails_on_a_missing_root_and_drop_stops_the_thread() {
+    let mut s = settings(Path::new("/nonexistent/bootgate-tftp-root"));
+    assert!(TftpEngine::start(s.clone()).is_err());
+    let dir = TempDir::new("drop");
+    s.root = dir.0.clone();
+    let engine = TftpEngine::start(s).unwrap();
+    assert!(engine.event_fd() >= 0);
+    drop(engine); // joins the thread; the test would hang otherwise
+}
