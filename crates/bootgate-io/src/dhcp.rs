@@ -100,6 +100,8 @@ enum C {
 const EVENT_CAPACITY: usize = 4096;
 /// Datagrams read from one socket per wake-up before the other gets its turn.
 const BATCH: usize = 64;
+/// Requested socket receive buffer.
+const RCVBUF: usize = 1 << 20;
 /// Largest UDP payload.
 const RECV_BUF: usize = 65_535;
 
@@ -206,6 +208,8 @@ fn bind_udp(settings: &DhcpSettings, port: u16) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;
+    // Best effort: room for a burst of boot requests (the kernel clamps it to rmem_max).
+    let _ = socket.set_recv_buffer_size(RCVBUF);
     if let Some(name) = &settings.interface {
         socket.bind_device(Some(name.as_bytes())).map_err(|e| {
             io::Error::new(e.kind(), format!("dhcp: cannot bind to interface {name:?}: {e}"))
