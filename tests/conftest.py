@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from bootgate.config import Settings, load_settings
 from bootgate.events import EventRecorder
@@ -45,6 +46,7 @@ class AppEnv:
     metrics: Metrics
     client: httpx.AsyncClient
     content: Path
+    app: Starlette
 
     @property
     def auth(self) -> dict[str, str]:
@@ -61,6 +63,31 @@ async def app_env(tmp_path: Path) -> AsyncIterator[AppEnv]:
     app = create_app(settings, Deps(store=store, recorder=recorder, metrics=metrics, admin_token=ADMIN_TOKEN))
     transport = httpx.ASGITransport(app=app, client=("198.18.0.10", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://boot.example:8050") as client:
-        yield AppEnv(settings, store, recorder, metrics, client, settings.content.root)
+        yield AppEnv(settings, store, recorder, metrics, client, settings.content.root, app)
     await recorder.flush()
     await store.close()
+
+
+async def raw_get(app: Starlette, raw_path: bytes, method: str = "GET",
+                  headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Calls the ASGI app with an unnormalised path (as a hostile client could send it)."""
+    from urllib.parse import unquote_to_bytes
+
+    path = unquote_to_bytes(raw_path.split(b"?")[0]).decode("utf-8", "surrogateescape")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http", "path": path, "raw_path": raw_path, "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver")] + (headers or []), "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80)}
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    start = sent[0]
+    hdrs = {k.decode().lower(): v.decode() for k, v in start["headers"]}  # type: ignore[attr-defined]
+    body = b"".join(m.get("body", b"") for m in sent[1:])  # type: ignore[misc]
+    return int(start["status"]), hdrs, body  # type: ignore[call-overload]
