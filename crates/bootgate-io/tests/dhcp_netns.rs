@@ -136,6 +136,13 @@ fn broadcast_offer_on_a_bound_interface() {
         eprintln!("dhcp_netns: needs root and iproute2 to create network namespaces; nothing checked");
         return;
     }
+    // The first namespace tells whether this machine allows them at all.
+    let probe = format!("bgdhcp-probe-{}", std::process::id());
+    if let Err(e) = ip(&["netns", "add", &probe]) {
+        eprintln!("dhcp_netns: cannot create network namespaces here ({e}); nothing checked");
+        return;
+    }
+    ip(&["netns", "del", &probe]).expect("delete the probe namespace");
     let lab = Lab::new().expect("lab namespaces");
 
     let mut engine = Lab::within(&lab.a, || {
