@@ -83,6 +83,19 @@ def hypercorn_config(settings: Settings, tls: TlsFiles | None) -> HypercornConfi
     return cfg
 
 
+def check_listeners(settings: Settings, cfg: HypercornConfig) -> None:
+    """Binds (and releases) the HTTP/HTTPS sockets, so a busy port fails before anything starts."""
+    try:
+        sockets = cfg.create_sockets()
+    except OSError as e:
+        raise StartupError(
+            f"cannot listen on {settings.http.bind} (HTTP {settings.http.port}, HTTPS "
+            f"{settings.http.https_port}): {e.strerror or e}: set [http] bind / port / https_port to free ports"
+        ) from None
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
+
+
 def start_engines(settings: Settings, recorder: EventRecorder, metrics: Metrics,
                   loop: asyncio.AbstractEventLoop) -> Engines:
     engines = Engines()
@@ -142,10 +155,11 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        cfg = hypercorn_config(settings, tls)
+        check_listeners(settings, cfg)
         started = start_engines(settings, recorder, metrics, loop)
         engines.tftp, engines.dhcp, engines.handles = started.tftp, started.dhcp, started.handles
         app = create_app(settings, Deps(store=store, recorder=recorder, metrics=metrics, admin_token=token))
-        cfg = hypercorn_config(settings, tls)
         log.info("serving", extra={"kv": {
             "http": _hostport(settings.http.bind, settings.http.port) if settings.http.port else "off",
             "https": _hostport(settings.http.bind, settings.http.https_port) if tls else "off",

@@ -169,3 +169,30 @@ def test_busy_tftp_port_fails_fast_naming_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 1, text
     assert f"cannot start TFTP on 127.0.0.1:{tftp_port}" in text and "[tftp] port" in text
     assert "Traceback" not in text
+
+
+def test_busy_http_port_fails_fast_naming_the_key(tmp_path: Path) -> None:
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    cfg = write_config(tmp_path, f"""
+        [server]
+        data_dir = "{tmp_path / "d"}"
+        [http]
+        port = {port}
+        https_port = 0
+        [tftp]
+        enabled = false
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        _stop(proc)
+        busy.close()
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert "cannot listen on 127.0.0.1" in text and "[http]" in text and "Traceback" not in text
