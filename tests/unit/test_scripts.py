@@ -63,7 +63,8 @@ def test_check_content_path_rejects(path: str) -> None:
         check_content_path(path)
 
 
-@pytest.mark.parametrize("args", ["console=ttyS0\nshell", "a || shell", "a && reboot", "x\x00", "é"])
+@pytest.mark.parametrize("args", ["console=ttyS0\nshell", "a || shell", "a && reboot", "a ; shell", "a #x",
+                                  "x\x00", "é"])
 def test_check_kernel_args_rejects_command_injection(args: str) -> None:
     with pytest.raises(ValueError):
         check_kernel_args(args)

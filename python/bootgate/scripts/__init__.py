@@ -6,8 +6,8 @@ An iPXE script is line based: a newline starts a new command, ``||``/``&&`` chai
 - values that end up in URLs are percent-encoded (only ``A-Z a-z 0-9 - . _ ~`` stay as they are);
 - text shown with ``echo`` keeps only a small set of harmless characters;
 - host names are checked against the grammar of an IP address or DNS name;
-- kernel arguments (set by an administrator, not by clients) are checked: printable ASCII only and no
-  ``||``/``&&`` tokens, so they can never add a command.
+- kernel arguments (set by an administrator, not by clients) are checked: printable ASCII only, no
+  ``||``/``&&``/``;`` tokens and no token starting with ``#``, so they can never add or hide a command.
 """
 
 from __future__ import annotations
@@ -75,8 +75,10 @@ def check_kernel_args(args: str) -> str:
         raise ValueError(f"contain a character that is not printable ASCII ({bad[0]!r})")
     words = args.split()
     for w in words:
-        if w in ("||", "&&"):
+        if w in ("||", "&&", ";"):
             raise ValueError(f"contain {w!r}, which would chain an iPXE command")
+        if w.startswith("#"):
+            raise ValueError(f"contain {w!r}: iPXE would read it and what follows as a comment")
     return " ".join(words)
 
 
