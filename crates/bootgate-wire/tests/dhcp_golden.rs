@@ -143,14 +143,45 @@ fn check(path: &Path) -> Result<(), String> {
         }
     }
 
-    // Decide and answer as the engine would. A captured REQUEST names the capture's own server
-    // in option 54: decide as that server.
-    let server = req.server_id.unwrap_or(SERVER);
+    // Decide and answer as the engine would, as the lab's proxy server (198.18.0.2).
     let p = policy();
+    let other = req.server_id.filter(|&s| s != SERVER);
+    if let Some(site) = other {
+        // A REQUEST naming another server (the site's DHCP) is not ours to answer.
+        if decide(&req, &p, want.port, SERVER) != Decision::Ignore(Ignore::OtherServer) {
+            return fail(format!("request for {site} not ignored as another server's"));
+        }
+    }
+    // The same packet on the other port: a DISCOVER is never answered on 4011; a REQUEST
+    // without a server id is not ours on 67.
+    let wrong_port = match want.port {
+        Port::Dhcp => Port::BootServer,
+        Port::BootServer => Port::Dhcp,
+    };
+    let on_wrong = decide(&req, &p, wrong_port, SERVER);
+    match (want.message, wrong_port, req.server_id) {
+        (MessageType::Discover, Port::BootServer, _) => {
+            if on_wrong != Decision::Ignore(Ignore::OtherMessage(MessageType::Discover)) {
+                return fail(format!("DISCOVER on 4011 decided {on_wrong:?}"));
+            }
+        }
+        (MessageType::Request, Port::Dhcp, None) => {
+            if on_wrong != Decision::Ignore(Ignore::OtherServer) {
+                return fail(format!("REQUEST without option 54 on 67 decided {on_wrong:?}"));
+            }
+        }
+        _ => {}
+    }
+    // Now as the server the packet names (if any), which must answer.
+    let server = other.unwrap_or(SERVER);
     let a = match decide(&req, &p, want.port, server) {
         Decision::Answer(a) => a,
         Decision::Ignore(why) => return fail(format!("ignored: {why:?}")),
     };
+    let want_reply = if want.message == MessageType::Discover { MessageType::Offer } else { MessageType::Ack };
+    if a.reply != want_reply || a.client != want.client {
+        return fail(format!("answer {a:?}, expected a {want_reply:?} for a {:?} client", want.client));
+    }
     let expected_target = match (want.client, req.ipxe_https(), req.client_arch) {
         (ClientKind::Ipxe, true, _) => BootTarget::Script,
         (_, _, Some(0)) => BootTarget::Bios,
@@ -166,6 +197,15 @@ fn check(path: &Path) -> Result<(), String> {
     }
     if r.option(97).as_deref() != req.client_id_raw.as_deref() {
         return fail("option 97 not echoed".into());
+    }
+    let vendor_43 = r.option(43).map(|v| v.into_owned());
+    let want_43 = (want.client == ClientKind::Firmware).then(|| vec![6, 1, 8, 255]);
+    if vendor_43 != want_43 {
+        return fail(format!("reply option 43 {vendor_43:?}, expected {want_43:?}"));
+    }
+    let want_type = [u8::from(want_reply)];
+    if r.option(53).as_deref() != Some(&want_type[..]) || r.option(54).as_deref() != Some(&server.octets()[..]) {
+        return fail("reply message type or server id wrong".into());
     }
     let got_file = if r.file().is_empty() { r.option(67).map(|v| v.into_owned()) } else { Some(r.file().to_vec()) };
     if got_file.as_deref() != Some(a.boot_file.as_bytes()) {
