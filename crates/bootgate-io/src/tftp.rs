@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
@@ -169,6 +169,12 @@ impl TftpEngine {
         let listener = UdpSocket::bind(settings.bind)?;
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
+        // Bound to a wildcard address, the engine learns where each request was sent, so that
+        // the transfer answers from that address on a host with several.
+        let pktinfo = local.ip().is_unspecified();
+        if pktinfo {
+            sys::enable_pktinfo(listener.as_raw_fd(), local.is_ipv6())?;
+        }
         let (waker, wake_rx) = UnixStream::pair()?;
         waker.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
@@ -184,6 +190,7 @@ impl TftpEngine {
         let server = Server {
             epoll,
             listener,
+            pktinfo,
             wake_rx,
             root,
             wire: wire::Settings {
@@ -200,6 +207,7 @@ impl TftpEngine {
             shared: Arc::clone(&shared),
             epoch: Instant::now(),
             out: Vec::with_capacity(65536),
+            ends: Vec::with_capacity(usize::from(MAX_WINDOWSIZE)),
         };
         let thread = std::thread::Builder::new().name("bootgate-tftp".into()).spawn(move || server.run())?;
         Ok(Self { shared, local, waker, thread: Some(thread) })
@@ -296,6 +304,143 @@ impl Epoll {
         }
         tokens.extend(events[..n as usize].iter().map(|e| e.u64));
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// raw socket calls the standard library lacks: recvmsg with the destination address, sendmmsg
+
+mod sys {
+    use std::io;
+    use std::mem::{size_of, zeroed};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::RawFd;
+
+    fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        // SAFETY: a valid pointer to a c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), size_of::<libc::c_int>() as u32)
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel to report each datagram's destination address (IP_PKTINFO and, on an
+    /// IPv6 socket, IPV6_RECVPKTINFO too; a dual-stack socket reports IPv4 requests by the former).
+    pub fn enable_pktinfo(fd: RawFd, v6: bool) -> io::Result<()> {
+        if v6 {
+            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+            let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+            Ok(())
+        } else {
+            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+        }
+    }
+
+    fn to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+        match libc::c_int::from(storage.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in; storage is aligned for it.
+                let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, for sockaddr_in6.
+                let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Receives one datagram: its length, its source, and the local address it was sent to when
+    /// pktinfo is enabled (the address a reply must come from).
+    pub fn recv_with_dst(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+        // SAFETY: all-zero bytes are a valid sockaddr_storage and msghdr.
+        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+        let mut control = [0u64; 32];
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: as above.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 32]>() as _;
+        // SAFETY: every pointer in `msg` refers to a live buffer of the stated size.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let src = to_std(&storage).ok_or_else(|| io::Error::other("unknown address family"))?;
+        let mut dst = None;
+        // SAFETY: the CMSG_* walk stays inside the control buffer recvmsg filled (msg_controllen).
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+                if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
+                    let info = libc::CMSG_DATA(c).cast::<libc::in_pktinfo>().read_unaligned();
+                    dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))));
+                } else if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+                    let info = libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>().read_unaligned();
+                    let ip = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                    dst = Some(match ip.to_ipv4_mapped() {
+                        Some(v4) => IpAddr::V4(v4),
+                        None => IpAddr::V6(ip),
+                    });
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok((n as usize, src, dst))
+    }
+
+    /// Sends consecutive datagrams `buf[ends[i-1]..ends[i]]` on a connected socket with as few
+    /// sendmmsg(2) calls as the kernel allows. Returns how many went out; an error only when
+    /// none did.
+    pub fn send_batch(fd: RawFd, buf: &[u8], ends: &[usize]) -> io::Result<usize> {
+        let mut iovs = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for &end in ends {
+            let part = buf.get(start..end).unwrap_or(&[]);
+            iovs.push(libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
+            start = end;
+        }
+        let mut hdrs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: all-zero bytes are a valid mmsghdr.
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let mut sent = 0;
+        while sent < hdrs.len() {
+            let rest = &mut hdrs[sent..];
+            // SAFETY: `rest` is a live array of mmsghdr whose iovecs point into `buf`, which
+            // sendmmsg only reads.
+            let r = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return if sent > 0 { Ok(sent) } else { Err(e) };
+            }
+            if r == 0 {
+                break;
+            }
+            sent += r as usize;
+        }
+        Ok(sent)
     }
 }
 
@@ -408,6 +553,8 @@ struct Slot {
 struct Server {
     epoll: Epoll,
     listener: UdpSocket,
+    /// The listener reports each request's destination address (it is bound to a wildcard).
+    pktinfo: bool,
     wake_rx: UnixStream,
     root: PathBuf,
     wire: wire::Settings,
@@ -417,7 +564,28 @@ struct Server {
     files: FileCache,
     shared: Arc<Shared>,
     epoch: Instant,
+    /// Packets being built, and where each ends (for a window sent at once).
     out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// Who sent a request, and to which local address (when the listener is bound to a wildcard).
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    client: SocketAddr,
+    local: Option<IpAddr>,
+}
+
+/// An IPv4 request seen by a dual-stack IPv6 listener arrives from a v4-mapped address; answer
+/// it over IPv4 when its destination is known to be IPv4.
+fn normalize(client: SocketAddr, local: Option<IpAddr>) -> (SocketAddr, Option<IpAddr>) {
+    match (client, local) {
+        (SocketAddr::V6(c), Some(IpAddr::V4(_))) => match c.ip().to_ipv4_mapped() {
+            Some(v4) => (SocketAddr::new(IpAddr::V4(v4), c.port()), local),
+            None => (client, None),
+        },
+        _ => (client, local),
+    }
 }
 
 enum Outcome {
@@ -488,16 +656,22 @@ impl Server {
 
     fn on_listener(&mut self, buf: &mut [u8]) {
         for _ in 0..READ_BURST {
-            let (n, client) = match self.listener.recv_from(buf) {
+            let received = if self.pktinfo {
+                sys::recv_with_dst(self.listener.as_raw_fd(), buf)
+            } else {
+                self.listener.recv_from(buf).map(|(n, client)| (n, client, None))
+            };
+            let (n, client, local) = match received {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => continue, // e.g. ICMP errors reported on the socket
             };
-            self.on_request(&buf[..n], client);
+            let (client, local) = normalize(client, local);
+            self.on_request(&buf[..n], Peer { client, local });
         }
     }
 
-    fn on_request(&mut self, bytes: &[u8], client: SocketAddr) {
+    fn on_request(&mut self, bytes: &[u8], peer: Peer) {
         let is_request = matches!(bytes.get(..2), Some([0, 1]) | Some([0, 2]));
         if is_request {
             self.shared.inc(C::Requests);
@@ -507,7 +681,7 @@ impl Server {
             Err(wire::Error::BadOptionValue(o)) => {
                 self.shared.inc(C::ErrorsOption);
                 let msg = format!("invalid value for option {}", o.name());
-                self.refuse(client, error_code::BAD_OPTIONS, &msg, request_name(bytes), &msg);
+                self.refuse(peer, error_code::BAD_OPTIONS, &msg, request_name(bytes), &msg);
                 return;
             }
             Err(_) => {
@@ -516,17 +690,18 @@ impl Server {
             }
         };
         match packet {
-            Packet::Rrq(req) => self.on_rrq(req, client),
+            Packet::Rrq(req) => self.on_rrq(req, peer),
             Packet::Wrq(req) => {
                 self.shared.inc(C::ErrorsAccess);
                 let name = String::from_utf8_lossy(req.filename).into_owned();
-                self.refuse(client, error_code::ACCESS_VIOLATION, "read-only server", name, "write refused");
+                self.refuse(peer, error_code::ACCESS_VIOLATION, "read-only server", name, "write refused");
             }
             _ => self.shared.inc(C::DroppedUnexpected),
         }
     }
 
-    fn on_rrq(&mut self, req: wire::Request<'_>, client: SocketAddr) {
+    fn on_rrq(&mut self, req: wire::Request<'_>, peer: Peer) {
+        let client = peer.client;
         let name = String::from_utf8_lossy(req.filename).into_owned();
         let duplicate = self
             .slots
@@ -539,32 +714,32 @@ impl Server {
         }
         if req.mode == Mode::Mail {
             self.shared.inc(C::ErrorsIllegal);
-            self.refuse(client, error_code::ILLEGAL_OPERATION, "mail mode not supported", name, "mail mode");
+            self.refuse(peer, error_code::ILLEGAL_OPERATION, "mail mode not supported", name, "mail mode");
             return;
         }
         let active = self.slots.len() - self.free.len();
         if active >= self.max_transfers {
             self.shared.inc(C::ErrorsBusy);
-            self.refuse(client, error_code::UNDEFINED, "server busy", name, "server busy");
+            self.refuse(peer, error_code::UNDEFINED, "server busy", name, "server busy");
             return;
         }
         let data = match resolve(&self.root, req.filename).and_then(|p| self.files.get(&p, req.mode)) {
             Ok(d) => d,
             Err(Refusal::NotFound) => {
                 self.shared.inc(C::ErrorsNotFound);
-                self.refuse(client, error_code::FILE_NOT_FOUND, "file not found", name, "not found");
+                self.refuse(peer, error_code::FILE_NOT_FOUND, "file not found", name, "not found");
                 return;
             }
             Err(Refusal::Access(why)) => {
                 self.shared.inc(C::ErrorsAccess);
-                self.refuse(client, error_code::ACCESS_VIOLATION, "access violation", name, why);
+                self.refuse(peer, error_code::ACCESS_VIOLATION, "access violation", name, why);
                 return;
             }
         };
-        let socket = match self.transfer_socket(client) {
+        let socket = match self.transfer_socket(peer) {
             Ok(s) => s,
             Err(_) => {
-                self.refuse(client, error_code::UNDEFINED, "server error", name, "no transfer socket");
+                self.refuse(peer, error_code::UNDEFINED, "server error", name, "no transfer socket");
                 return;
             }
         };
@@ -579,7 +754,7 @@ impl Server {
         };
         if self.epoll.add(slot.socket.as_raw_fd(), TOKEN_FIRST_SLOT + i as u64).is_err() {
             self.free.push(i);
-            self.refuse(client, error_code::UNDEFINED, "server error", slot.file, "epoll");
+            self.refuse(peer, error_code::UNDEFINED, "server error", slot.file, "epoll");
             return;
         }
         self.slots[i] = Some(slot);
@@ -588,24 +763,37 @@ impl Server {
         self.apply(i, first);
     }
 
-    /// A socket on an ephemeral port of the listening address, connected to the client.
-    fn transfer_socket(&self, client: SocketAddr) -> io::Result<UdpSocket> {
-        let mut local = self.listener.local_addr()?;
-        local.set_port(0);
-        let s = UdpSocket::bind(local)?;
-        s.connect(client)?;
+    /// A socket on an ephemeral port of the address the request came to, connected to the client.
+    fn transfer_socket(&self, peer: Peer) -> io::Result<UdpSocket> {
+        let ip = match peer.local {
+            Some(ip) => ip,
+            None => self.listener.local_addr()?.ip(),
+        };
+        let s = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        s.connect(peer.client)?;
         s.set_nonblocking(true)?;
         Ok(s)
     }
 
-    /// Answers a request with an ERROR from the listening socket and records the refusal.
-    fn refuse(&mut self, client: SocketAddr, code: u16, message: &str, file: String, why: &str) {
+    /// Answers a request with an ERROR and records the refusal. The ERROR leaves from the
+    /// listening socket, or, when the listener is bound to a wildcard address, from a socket on
+    /// the address the request came to.
+    fn refuse(&mut self, peer: Peer, code: u16, message: &str, file: String, why: &str) {
         self.out.clear();
         wire::packet::emit_error(&mut self.out, code, message.as_bytes());
-        let _ = self.listener.send_to(&self.out, client);
+        match peer.local {
+            Some(ip) => {
+                if let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, 0)) {
+                    let _ = s.send_to(&self.out, peer.client);
+                }
+            }
+            None => {
+                let _ = self.listener.send_to(&self.out, peer.client);
+            }
+        }
         self.push_event(TftpEvent {
             time: crate::unix_time(),
-            client,
+            client: peer.client,
             file,
             ok: false,
             bytes: 0,
@@ -665,20 +853,25 @@ impl Server {
             }
             Action::SendBlocks { first, last, retransmits } => {
                 shared.add(C::Retransmits, retransmits);
+                // The whole window, packet after packet in one buffer, in one sendmmsg(2).
+                out.clear();
+                let ends = &mut self.ends;
+                ends.clear();
                 for n in first..=last {
-                    out.clear();
-                    let len = slot.transfer.write_data(n, &slot.data, out);
-                    match slot.socket.send(out) {
-                        Ok(_) => {
-                            shared.inc(C::PacketsSent);
-                            shared.add(C::BytesSent, len as u64);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                            return Outcome::Finished { ok: false, error: "client unreachable".into() };
-                        }
-                        // A full socket buffer loses the rest of the window; the timer resends it.
-                        Err(_) => break,
+                    slot.transfer.write_data(n, &slot.data, out);
+                    ends.push(out.len());
+                }
+                match sys::send_batch(slot.socket.as_raw_fd(), out, ends) {
+                    Ok(sent) => {
+                        let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
+                        shared.add(C::PacketsSent, sent as u64);
+                        shared.add(C::BytesSent, (bytes - 4 * sent) as u64);
                     }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        return Outcome::Finished { ok: false, error: "client unreachable".into() };
+                    }
+                    // A full socket buffer loses (the rest of) the window; the timer resends it.
+                    Err(_) => {}
                 }
             }
             Action::Done => return Outcome::Finished { ok: true, error: String::new() },

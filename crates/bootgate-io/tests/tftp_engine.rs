@@ -378,3 +378,43 @@ fn start_fails_on_a_missing_root_and_drop_stops_the_thread() {
     assert!(engine.event_fd() >= 0);
     drop(engine); // joins the thread; the test would hang otherwise
 }
+
+#[test]
+fn wildcard_listener_answers_from_the_address_the_request_came_to() {
+    // Bound to 0.0.0.0 (a free port; only loopback traffic is sent). A request to 127.0.0.2 from
+    // 127.0.0.1 must be answered from 127.0.0.2, though routing alone would pick 127.0.0.1.
+    let dir = TempDir::new("pktinfo");
+    let data = random_bytes(100_000, 11);
+    std::fs::write(dir.0.join("f.bin"), &data).unwrap();
+    let mut s = settings(&dir.0);
+    s.bind = "0.0.0.0:0".parse().unwrap();
+    let engine = TftpEngine::start(s).unwrap();
+    let to: SocketAddr = SocketAddr::new([127, 0, 0, 2].into(), engine.local_addr().port());
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 2048];
+    for (name, want) in [(&b"f.bin"[..], "OACK"), (&b"missing"[..], "ERROR")] {
+        let mut rrq = Vec::new();
+        Packet::Rrq(Request { filename: name, mode: Mode::Octet, options: opts(Some(1024), None) }).emit(&mut rrq);
+        sock.send_to(&rrq, to).unwrap();
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(from.ip(), to.ip(), "the {want} came from the wrong address");
+        let got = match Packet::parse(&buf[..n]).unwrap() {
+            Packet::Oack(_) => "OACK",
+            Packet::Error { .. } => "ERROR",
+            _ => "other",
+        };
+        assert_eq!(got, want);
+        if want == "OACK" {
+            let mut e = Vec::new();
+            emit_error(&mut e, 0, b"probe done");
+            sock.send_to(&e, from).unwrap();
+        }
+    }
+    // And a whole download through the client above, addressed to 127.0.0.2.
+    match fetch(to, b"f.bin", Mode::Octet, opts(Some(1468), Some(8))) {
+        Fetch::Ok { data: got, .. } => assert!(got == data),
+        other => panic!("{other:?}"),
+    }
+}
