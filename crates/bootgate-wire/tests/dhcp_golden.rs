@@ -160,15 +160,13 @@ fn check(path: &Path) -> Result<(), String> {
     };
     let on_wrong = decide(&req, &p, wrong_port, SERVER);
     match (want.message, wrong_port, req.server_id) {
-        (MessageType::Discover, Port::BootServer, _) => {
-            if on_wrong != Decision::Ignore(Ignore::OtherMessage(MessageType::Discover)) {
-                return fail(format!("DISCOVER on 4011 decided {on_wrong:?}"));
-            }
+        (MessageType::Discover, Port::BootServer, _)
+            if on_wrong != Decision::Ignore(Ignore::OtherMessage(MessageType::Discover)) =>
+        {
+            return fail(format!("DISCOVER on 4011 decided {on_wrong:?}"));
         }
-        (MessageType::Request, Port::Dhcp, None) => {
-            if on_wrong != Decision::Ignore(Ignore::OtherServer) {
-                return fail(format!("REQUEST without option 54 on 67 decided {on_wrong:?}"));
-            }
+        (MessageType::Request, Port::Dhcp, None) if on_wrong != Decision::Ignore(Ignore::OtherServer) => {
+            return fail(format!("REQUEST without option 54 on 67 decided {on_wrong:?}"));
         }
         _ => {}
     }
