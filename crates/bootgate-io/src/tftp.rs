@@ -36,6 +36,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -489,13 +490,15 @@ pub fn resolve(root: &Path, name: &[u8]) -> Result<PathBuf, Refusal> {
 
 #[derive(Debug)]
 struct CachedFile {
+    /// Identity and version of what was read: a replaced (renamed-over) file has a new inode.
+    ino: u64,
     len: u64,
     mtime: Option<SystemTime>,
     octet: Arc<[u8]>,
     netascii: Option<Arc<[u8]>>,
 }
 
-/// Files in memory, keyed by canonical path, reloaded when their size or mtime changes.
+/// Files in memory, keyed by canonical path, reloaded when their inode, size or mtime changes.
 #[derive(Debug, Default)]
 struct FileCache {
     files: HashMap<PathBuf, CachedFile>,
@@ -508,14 +511,15 @@ impl FileCache {
             return Err(Refusal::Access("not a regular file"));
         }
         let mtime = meta.modified().ok();
-        let fresh = matches!(self.files.get(path), Some(f) if f.len == meta.len() && f.mtime == mtime);
+        let fresh = matches!(self.files.get(path),
+            Some(f) if f.ino == meta.ino() && f.len == meta.len() && f.mtime == mtime);
         if !fresh {
             let bytes = std::fs::read(path).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => Refusal::NotFound,
                 _ => Refusal::Access("unreadable"),
             })?;
             self.evict_idle();
-            let f = CachedFile { len: meta.len(), mtime, octet: bytes.into(), netascii: None };
+            let f = CachedFile { ino: meta.ino(), len: meta.len(), mtime, octet: bytes.into(), netascii: None };
             self.files.insert(path.to_path_buf(), f);
         }
         let Some(f) = self.files.get_mut(path) else { return Err(Refusal::NotFound) };
@@ -945,6 +949,11 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &cache.get(&a, Mode::Octet).unwrap()), "loaded once, shared");
         std::fs::write(&a, b"changed").unwrap();
         assert_eq!(&cache.get(&a, Mode::Octet).unwrap()[..], b"changed", "reloaded on size change");
+        // Replaced by rename with the same size: a new inode, so reloaded too.
+        let tmp = root.join("sub/new");
+        std::fs::write(&tmp, b"CHANGED").unwrap();
+        std::fs::rename(&tmp, &a).unwrap();
+        assert_eq!(&cache.get(&a, Mode::Octet).unwrap()[..], b"CHANGED", "reloaded on a new inode");
         std::fs::write(&a, b"x\ny").unwrap();
         assert_eq!(&cache.get(&a, Mode::Netascii).unwrap()[..], b"x\r\ny");
         let _ = std::fs::remove_dir_all(&base);
