@@ -196,3 +196,86 @@ def test_busy_http_port_fails_fast_naming_the_key(tmp_path: Path) -> None:
     text = out.decode()
     assert proc.returncode == 1, text
     assert "cannot listen on 127.0.0.1" in text and "[http]" in text and "Traceback" not in text
+
+
+def _native_tftp_available(tmp_path: Path) -> bool:
+    from bootgate import _native
+
+    try:
+        engine = _native.TftpEngine(bind="127.0.0.1:0", root=str(tmp_path))
+    except OSError as e:
+        if "not built yet" in str(e):
+            return False
+        raise
+    engine.stop()
+    return True
+
+
+def _tftp_get(port: int, name: str) -> bytes:
+    """A minimal RFC 1350 client: RRQ, then ACK every DATA block until a short one."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    try:
+        s.sendto(b"\x00\x01" + name.encode() + b"\x00octet\x00", ("127.0.0.1", port))
+        out, expected = b"", 1
+        for _ in range(10_000):
+            pkt, peer = s.recvfrom(70000)
+            opcode = int.from_bytes(pkt[:2], "big")
+            assert opcode == 3, pkt[:64]
+            block = int.from_bytes(pkt[2:4], "big")
+            if block == expected:
+                out += pkt[4:]
+                expected = (expected + 1) & 0xFFFF
+            s.sendto(b"\x00\x04" + pkt[2:4], peer)
+            if block == (expected - 1) & 0xFFFF and len(pkt) - 4 < 512:
+                return out
+        raise AssertionError("transfer did not end")
+    finally:
+        s.close()
+
+
+def test_tftp_transfer_is_recorded_as_event(tmp_path: Path) -> None:
+    if not _native_tftp_available(tmp_path):
+        pytest.skip("the native TFTP engine is not built into this environment yet")
+    root = tmp_path / "tftp"
+    root.mkdir()
+    payload = bytes(range(256)) * 7  # 1792 bytes: 3 full blocks + 1 short
+    (root / "undionly.kpxe").write_bytes(payload)
+    http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path, f"""
+        [server]
+        data_dir = "{data}"
+        [http]
+        port = {http_port}
+        https_port = 0
+        [tftp]
+        port = {tftp_port}
+        root = "{root}"
+    """)
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_ready(proc, f"http://127.0.0.1:{http_port}/healthz", log)
+        assert _tftp_get(tftp_port, "undionly.kpxe") == payload
+        token = (data / "admin.token").read_text().strip()
+        events: list[dict[str, object]] = []
+        for _ in range(100):  # the engine reports a transfer when it ends; poll, bounded
+            events = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/events", params={"kind": "tftp"},
+                               headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+            if events:
+                break
+            time.sleep(0.1)
+        assert events, log.read_text()
+        ev = events[0]
+        assert ev["client_ip"] == "127.0.0.1"
+        detail = ev["detail"]
+        assert isinstance(detail, dict)
+        assert detail["file"] == "undionly.kpxe" and detail["ok"] is True and detail["bytes"] == len(payload)
+        metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
+        assert "bootgate_tftp_" in metrics
+    finally:
+        _stop(proc)
