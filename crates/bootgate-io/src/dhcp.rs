@@ -69,6 +69,18 @@ pub struct DhcpEvent {
 }
 
 /// Counter names, in index order. The names are API (Python exports them as metrics).
+///
+/// - `received`: datagrams read from either socket.
+/// - `answered_offer` / `answered_ack`: proxy OFFERs / ACKs sent.
+/// - `ignored_not_pxe`: requests whose option 60 is not `PXEClient...`/`HTTPClient...`.
+/// - `ignored_unknown_arch`: PXE requests with no boot program for their architecture.
+/// - `ignored_other_server`: REQUESTs addressed to another server (option 54).
+/// - `dropped_malformed`: datagrams that are not a well-formed DHCP request (including
+///   BOOTREPLYs and plain BOOTP without option 53).
+/// - `send_errors`: replies that could not be built (too large for the client) or sent.
+/// - `events_dropped`: events lost because Python did not drain the queue in time.
+/// - `ignored_other_message`: PXE messages proxyDHCP does not answer (RELEASE, DECLINE, INFORM
+///   on 67, DISCOVER on 4011, ...).
 pub const COUNTER_NAMES: &[&str] = &[
     "received",
     "answered_offer",
@@ -211,14 +223,12 @@ fn bind_udp(settings: &DhcpSettings, port: u16) -> io::Result<UdpSocket> {
     // Best effort: room for a burst of boot requests (the kernel clamps it to rmem_max).
     let _ = socket.set_recv_buffer_size(RCVBUF);
     if let Some(name) = &settings.interface {
-        socket.bind_device(Some(name.as_bytes())).map_err(|e| {
-            io::Error::new(e.kind(), format!("dhcp: cannot bind to interface {name:?}: {e}"))
-        })?;
+        socket
+            .bind_device(Some(name.as_bytes()))
+            .map_err(|e| io::Error::new(e.kind(), format!("dhcp: cannot bind to interface {name:?}: {e}")))?;
     }
     let addr = SocketAddrV4::new(settings.bind_ip, port);
-    socket
-        .bind(&addr.into())
-        .map_err(|e| io::Error::new(e.kind(), format!("dhcp: cannot bind {addr}: {e}")))?;
+    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("dhcp: cannot bind {addr}: {e}")))?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -310,13 +320,16 @@ impl Worker {
         };
         let policy = shared.policy();
         let answer = match decide(&req, &policy, port, self.settings.server_ip) {
-            Decision::Ignore(Ignore::NotPxe) => return shared.inc(C::IgnoredNotPxe),
             Decision::Ignore(why) => {
                 shared.inc(match why {
+                    Ignore::NotPxe => C::IgnoredNotPxe,
                     Ignore::UnknownArch(_) => C::IgnoredUnknownArch,
                     Ignore::OtherServer => C::IgnoredOtherServer,
-                    Ignore::OtherMessage(_) | Ignore::NotPxe => C::IgnoredOtherMessage,
+                    Ignore::OtherMessage(_) => C::IgnoredOtherMessage,
                 });
+                if why == Ignore::NotPxe {
+                    return; // not a PXE client: no event (most DHCP traffic on 67 is this)
+                }
                 String::new()
             }
             Decision::Answer(a) => {

@@ -440,7 +440,7 @@ fn stop_joins_and_releases_the_ports() {
     recv(&l.client);
     l.engine.stop();
     l.engine.stop(); // idempotent
-    // Without SO_REUSEADDR these binds succeed only if the engine's sockets are closed.
+                     // Without SO_REUSEADDR these binds succeed only if the engine's sockets are closed.
     UdpSocket::bind((LO, p67)).expect("port 67 socket closed");
     UdpSocket::bind((LO, p4011)).expect("port 4011 socket closed");
     assert_eq!(counter(&l.engine, "answered_offer"), 1, "counters survive stop");

@@ -35,15 +35,12 @@ struct Expect {
 fn expectations(name: &str) -> Result<Expect, String> {
     let words: Vec<String> = name.to_ascii_lowercase().split(['-', '_', '.']).map(str::to_owned).collect();
     let has = |w: &str| words.iter().any(|x| x == w);
-    let messages: Vec<MessageType> = [
-        ("discover", MessageType::Discover),
-        ("request", MessageType::Request),
-        ("inform", MessageType::Inform),
-    ]
-    .iter()
-    .filter(|(w, _)| has(w))
-    .map(|(_, m)| *m)
-    .collect();
+    let messages: Vec<MessageType> =
+        [("discover", MessageType::Discover), ("request", MessageType::Request), ("inform", MessageType::Inform)]
+            .iter()
+            .filter(|(w, _)| has(w))
+            .map(|(_, m)| *m)
+            .collect();
     let [message] = messages[..] else {
         return Err(format!("{name}: name must hold exactly one of discover/request/inform"));
     };

@@ -11,9 +11,7 @@ use bootgate_wire::dhcp::{
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const SITE_DHCP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-const UUID: [u8; 16] = [
-    0x8d, 0x5c, 0x1a, 0x7e, 0x3b, 0x2f, 0x4c, 0x11, 0x9a, 0x60, 0x0b, 0x6e, 0x55, 0x21, 0x7c, 0x01,
-];
+const UUID: [u8; 16] = [0x8d, 0x5c, 0x1a, 0x7e, 0x3b, 0x2f, 0x4c, 0x11, 0x9a, 0x60, 0x0b, 0x6e, 0x55, 0x21, 0x7c, 0x01];
 /// The parameter request list of an Intel PXE 2.1 ROM (it asks for 43, 60, 66, 67, 97, 128-135).
 const PXE_PRL: &[u8] = &[
     1, 2, 3, 4, 5, 6, 11, 12, 13, 15, 16, 17, 18, 22, 23, 28, 40, 41, 42, 43, 50, 51, 54, 58, 59, 60, 66, 67, 97, 128,
@@ -120,7 +118,10 @@ fn ipxe_discover(arch: u16, https: bool, user_class: &[u8]) -> Vec<u8> {
             &opt(175, &ipxe_encap(https)),
             &[61, 7, 1, MAC[0], MAC[1], MAC[2], MAC[3], MAC[4], MAC[5]],
             &uuid_opt(),
-            &opt(55, &[1, 3, 6, 7, 12, 15, 17, 26, 43, 60, 66, 67, 119, 128, 129, 130, 131, 132, 133, 134, 135, 175, 203]),
+            &opt(
+                55,
+                &[1, 3, 6, 7, 12, 15, 17, 26, 43, 60, 66, 67, 119, 128, 129, 130, 131, 132, 133, 134, 135, 175, 203],
+            ),
         ],
     )
 }
@@ -280,7 +281,8 @@ fn ovmf_discover_gets_the_efi_program() {
 #[test]
 fn arch_9_is_uefi_x64_and_unknown_arch_is_ignored() {
     let p = policy();
-    for (arch, expect) in [(0u16, Some(BootTarget::Bios)), (7, Some(BootTarget::EfiX64)), (9, Some(BootTarget::EfiX64))] {
+    for (arch, expect) in [(0u16, Some(BootTarget::Bios)), (7, Some(BootTarget::EfiX64)), (9, Some(BootTarget::EfiX64))]
+    {
         let b = request(1, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, arch as u8], &opt(60, b"PXEClient")]);
         let req = PxeRequest::parse_bytes(&b).unwrap();
         assert_eq!(answer_of(decide(&req, &p, Port::Dhcp, SERVER)).target, expect.unwrap());
@@ -421,7 +423,8 @@ fn other_messages_and_non_pxe_are_ignored() {
 fn http_boot_client_echoes_httpclient() {
     let p = policy();
     // A (hypothetical) HTTPClient reporting arch 7 is answered with option 60 HTTPClient and no 43.
-    let b = request(5, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 7], &opt(60, b"HTTPClient:Arch:00007:UNDI:003000")]);
+    let b =
+        request(5, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 7], &opt(60, b"HTTPClient:Arch:00007:UNDI:003000")]);
     let (req, r) = reply_for(&b, Port::Dhcp, &p);
     assert!(req.is_http_boot() && req.is_pxe());
     let o = reply_options(&r);

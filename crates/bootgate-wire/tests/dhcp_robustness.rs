@@ -98,8 +98,10 @@ fn zero_length_options() {
         PxeRequest::parse_bytes(&with_options(&[53, 2, 1, 1, 255])).unwrap_err(),
         Error::BadOptionLength { code: 53, len: 2 }
     );
-    let req = PxeRequest::parse_bytes(&with_options(&[53, 1, 1, 93, 0, 94, 0, 97, 0, 54, 0, 57, 0, 60, 0, 77, 0, 175, 0, 255]))
-        .unwrap();
+    let req = PxeRequest::parse_bytes(&with_options(&[
+        53, 1, 1, 93, 0, 94, 0, 97, 0, 54, 0, 57, 0, 60, 0, 77, 0, 175, 0, 255,
+    ]))
+    .unwrap();
     assert_eq!(req.client_arch, None);
     assert_eq!(req.nii, None);
     assert_eq!(req.client_uuid, None);

@@ -162,10 +162,7 @@ mod tests {
     fn iterates_and_skips_pad_until_end() {
         let data = [0, 53, 1, 1, 0, 0, 60, 2, b'a', b'b', 255, 53, 1, 3];
         let opts: Vec<_> = Options::new(&data).collect();
-        assert_eq!(
-            opts,
-            vec![Ok(DhcpOption { code: 53, data: &[1] }), Ok(DhcpOption { code: 60, data: b"ab" })]
-        );
+        assert_eq!(opts, vec![Ok(DhcpOption { code: 53, data: &[1] }), Ok(DhcpOption { code: 60, data: b"ab" })]);
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub struct ProxyReply<'a> {
 impl<'a> ProxyReply<'a> {
     /// The reply to `req` for `answer` (from [`super::decide`]).
     pub fn new(req: &'a PxeRequest, answer: &Answer<'a>, server_id: Ipv4Addr, policy: &'a DhcpPolicy) -> Self {
-        let max_datagram = req.max_message_size.map_or(DEFAULT_MAX_DATAGRAM, |m| usize::from(m).max(DEFAULT_MAX_DATAGRAM));
+        let max_datagram =
+            req.max_message_size.map_or(DEFAULT_MAX_DATAGRAM, |m| usize::from(m).max(DEFAULT_MAX_DATAGRAM));
         let fits_file = answer.boot_file.len() < 128;
         Self {
             message_type: answer.reply,

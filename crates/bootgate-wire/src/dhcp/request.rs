@@ -131,9 +131,8 @@ impl PxeRequest {
             _ => None,
         });
         let user_classes = p.option(code::USER_CLASS).map(|v| parse_user_classes(&v)).unwrap_or_default();
-        let ipxe_options = p
-            .option(code::IPXE_ENCAP)
-            .map(|v| Options::new(&v).map_while(Result::ok).map(|o| o.code).collect());
+        let ipxe_options =
+            p.option(code::IPXE_ENCAP).map(|v| Options::new(&v).map_while(Result::ok).map(|o| o.code).collect());
         let max_message_size =
             p.option(code::MAX_MESSAGE_SIZE).and_then(|v| <[u8; 2]>::try_from(&v[..]).ok()).map(u16::from_be_bytes);
         Ok(Self {
