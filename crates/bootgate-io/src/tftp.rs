@@ -11,8 +11,9 @@
 //! waits on all of them with epoll(7) and wakes for the earliest transfer deadline. Each transfer
 //! is a [`bootgate_wire::tftp::Transfer`]; the engine only moves bytes and time in and out.
 //!
-//! Files are resolved inside `root` only (see [`resolve`]), read into memory once and shared
-//! (`Arc<[u8]>`) by every transfer of the same file; a changed size or mtime reloads the file.
+//! Files are resolved inside `root` only (see [`resolve`]), read into memory once, by a loader
+//! thread so that reading a large file never stalls the transfers in progress, and shared
+//! (`Arc<[u8]>`) by every transfer of the same file; a changed inode, size or mtime reloads it.
 //! Write requests are refused with ERROR 2. Beyond `max_transfers` a request gets ERROR 0
 //! "server busy". Every request that ends (served, failed or refused) yields one [`TftpEvent`].
 //!
@@ -40,11 +41,11 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use bootgate_wire::tftp::{self as wire, error_code, Action, Mode, Packet, Rejected, Transfer};
+use bootgate_wire::tftp::{self as wire, error_code, Action, Mode, Packet, Rejected, RequestOptions, Transfer};
 
 use crate::counters::Counters;
 use crate::events::EventQueue;
@@ -205,6 +206,8 @@ impl TftpEngine {
             slots: Vec::new(),
             free: Vec::new(),
             files: FileCache::default(),
+            loader: Loader::start(waker.try_clone()?)?,
+            waiting: HashMap::new(),
             shared: Arc::clone(&shared),
             epoch: Instant::now(),
             out: Vec::with_capacity(65536),
@@ -490,12 +493,48 @@ pub fn resolve(root: &Path, name: &[u8]) -> Result<PathBuf, Refusal> {
 
 #[derive(Debug)]
 struct CachedFile {
-    /// Identity and version of what was read: a replaced (renamed-over) file has a new inode.
+    version: Version,
+    octet: Arc<[u8]>,
+    netascii: Option<Arc<[u8]>>,
+}
+
+/// What tells one content of a path from another: a file replaced by rename has a new inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Version {
     ino: u64,
     len: u64,
     mtime: Option<SystemTime>,
-    octet: Arc<[u8]>,
-    netascii: Option<Arc<[u8]>>,
+}
+
+fn version_of(path: &Path) -> Result<Version, Refusal> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => Refusal::Access("permission denied"),
+        _ => Refusal::NotFound,
+    })?;
+    if !meta.is_file() {
+        return Err(Refusal::Access("not a regular file"));
+    }
+    Ok(Version { ino: meta.ino(), len: meta.len(), mtime: meta.modified().ok() })
+}
+
+/// Reads a whole file (on the loader thread: a large file never stalls the transfers).
+fn load(path: &Path) -> Result<CachedFile, Refusal> {
+    let version = version_of(path)?;
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Refusal::NotFound,
+        _ => Refusal::Access("unreadable"),
+    })?;
+    // Sized by what was read: a file growing meanwhile is reloaded by its next request.
+    let version = Version { len: bytes.len() as u64, ..version };
+    Ok(CachedFile { version, octet: bytes.into(), netascii: None })
+}
+
+/// What the cache holds for a path.
+#[derive(Debug, PartialEq, Eq)]
+enum Lookup {
+    Ready(Arc<[u8]>),
+    /// Absent or stale: load it (off the engine thread), then [`FileCache::insert`].
+    Load,
 }
 
 /// Files in memory, keyed by canonical path, reloaded when their inode, size or mtime changes.
@@ -505,28 +544,35 @@ struct FileCache {
 }
 
 impl FileCache {
-    fn get(&mut self, path: &Path, mode: Mode) -> Result<Arc<[u8]>, Refusal> {
-        let meta = std::fs::metadata(path).map_err(|_| Refusal::NotFound)?;
-        if !meta.is_file() {
-            return Err(Refusal::Access("not a regular file"));
+    /// The bytes to send for `path` in `mode`, if the cached copy is current (one stat(2)).
+    fn lookup(&mut self, path: &Path, mode: Mode) -> Result<Lookup, Refusal> {
+        let version = version_of(path)?;
+        match self.files.get_mut(path) {
+            Some(f) if f.version == version => Ok(Lookup::Ready(Self::bytes(f, mode))),
+            _ => Ok(Lookup::Load),
         }
-        let mtime = meta.modified().ok();
-        let fresh = matches!(self.files.get(path),
-            Some(f) if f.ino == meta.ino() && f.len == meta.len() && f.mtime == mtime);
-        if !fresh {
-            let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Refusal::NotFound,
-                _ => Refusal::Access("unreadable"),
-            })?;
-            self.evict_idle();
-            let f = CachedFile { ino: meta.ino(), len: meta.len(), mtime, octet: bytes.into(), netascii: None };
-            self.files.insert(path.to_path_buf(), f);
-        }
-        let Some(f) = self.files.get_mut(path) else { return Err(Refusal::NotFound) };
-        Ok(match mode {
+    }
+
+    /// Keeps a freshly loaded file; returns its bytes in `mode`.
+    fn insert(&mut self, path: PathBuf, file: CachedFile, mode: Mode) -> Arc<[u8]> {
+        self.evict_idle();
+        let mut file = file;
+        let bytes = Self::bytes(&mut file, mode);
+        self.files.insert(path, file);
+        bytes
+    }
+
+    /// The cached bytes for `path` in `mode`, whatever their age (for requests that waited for
+    /// the load of this very copy).
+    fn get(&mut self, path: &Path, mode: Mode) -> Option<Arc<[u8]>> {
+        self.files.get_mut(path).map(|f| Self::bytes(f, mode))
+    }
+
+    fn bytes(f: &mut CachedFile, mode: Mode) -> Arc<[u8]> {
+        match mode {
             Mode::Netascii => Arc::clone(f.netascii.get_or_insert_with(|| wire::netascii::encode(&f.octet).into())),
             _ => Arc::clone(&f.octet),
-        })
+        }
     }
 
     /// Drops files no transfer holds once more than [`CACHE_IDLE_FILES`] are cached.
@@ -537,6 +583,41 @@ impl FileCache {
             });
         }
     }
+}
+
+/// A thread that reads files for the engine and wakes it when one is in memory.
+#[derive(Debug)]
+struct Loader {
+    jobs: mpsc::Sender<PathBuf>,
+    done: mpsc::Receiver<(PathBuf, Result<CachedFile, Refusal>)>,
+}
+
+impl Loader {
+    /// Starts the thread; `wake` is written to after each load. The thread ends when the
+    /// [`Loader`] is dropped (after the read in progress, if any).
+    fn start(wake: UnixStream) -> io::Result<Self> {
+        let (jobs, jobs_rx) = mpsc::channel::<PathBuf>();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::Builder::new().name("bootgate-tftp-load".into()).spawn(move || {
+            for path in jobs_rx {
+                let result = load(&path);
+                if done_tx.send((path, result)).is_err() {
+                    return;
+                }
+                let _ = (&wake).write(&[2]);
+            }
+        })?;
+        Ok(Self { jobs, done })
+    }
+}
+
+/// A request waiting for its file to be read.
+#[derive(Debug)]
+struct Waiting {
+    peer: Peer,
+    name: String,
+    mode: Mode,
+    options: RequestOptions,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -566,6 +647,9 @@ struct Server {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     files: FileCache,
+    loader: Loader,
+    /// Requests waiting for their file, by canonical path.
+    waiting: HashMap<PathBuf, Vec<Waiting>>,
     shared: Arc<Shared>,
     epoch: Instant,
     /// Packets being built, and where each ends (for a window sent at once).
@@ -618,13 +702,19 @@ impl Server {
                     TOKEN_WAKER => {
                         let mut b = [0u8; 64];
                         while matches!((&self.wake_rx).read(&mut b), Ok(n) if n > 0) {}
+                        self.on_loaded();
                     }
                     t => self.on_transfer_socket((t - TOKEN_FIRST_SLOT) as usize, &mut buf),
                 }
             }
             self.on_timers();
         }
-        // Abandoned transfers still end with an event.
+        // Abandoned transfers and waiting requests still end with an event.
+        for (_, list) in std::mem::take(&mut self.waiting) {
+            for w in list {
+                self.refuse(w.peer, error_code::UNDEFINED, "server stopping", w.name, "server stopped");
+            }
+        }
         for i in 0..self.slots.len() {
             if self.slots[i].is_some() {
                 self.finish(i, false, "server stopped".into());
@@ -707,11 +797,8 @@ impl Server {
     fn on_rrq(&mut self, req: wire::Request<'_>, peer: Peer) {
         let client = peer.client;
         let name = String::from_utf8_lossy(req.filename).into_owned();
-        let duplicate = self
-            .slots
-            .iter()
-            .flatten()
-            .any(|s| s.client == client && s.file == name && s.transfer.acked() == 0);
+        let duplicate = self.slots.iter().flatten().any(|s| s.client == client && s.file == name && s.transfer.acked() == 0)
+            || self.waiting.values().flatten().any(|w| w.peer.client == client && w.name == name);
         if duplicate {
             self.shared.inc(C::DuplicateRequests);
             return;
@@ -721,25 +808,69 @@ impl Server {
             self.refuse(peer, error_code::ILLEGAL_OPERATION, "mail mode not supported", name, "mail mode");
             return;
         }
-        let active = self.slots.len() - self.free.len();
-        if active >= self.max_transfers {
+        let waiting: usize = self.waiting.values().map(Vec::len).sum();
+        if self.slots.len() - self.free.len() + waiting >= self.max_transfers {
             self.shared.inc(C::ErrorsBusy);
             self.refuse(peer, error_code::UNDEFINED, "server busy", name, "server busy");
             return;
         }
-        let data = match resolve(&self.root, req.filename).and_then(|p| self.files.get(&p, req.mode)) {
-            Ok(d) => d,
-            Err(Refusal::NotFound) => {
+        let found = resolve(&self.root, req.filename).and_then(|p| Ok((self.files.lookup(&p, req.mode)?, p)));
+        match found {
+            Ok((Lookup::Ready(data), _)) => self.start_transfer(peer, name, data, &req.options),
+            Ok((Lookup::Load, path)) => {
+                let w = Waiting { peer, name, mode: req.mode, options: req.options };
+                match self.waiting.get_mut(&path) {
+                    Some(list) => list.push(w),
+                    None => {
+                        if self.loader.jobs.send(path.clone()).is_err() {
+                            self.refuse(peer, error_code::UNDEFINED, "server error", w.name, "loader stopped");
+                            return;
+                        }
+                        self.waiting.insert(path, vec![w]);
+                    }
+                }
+            }
+            Err(refusal) => self.refuse_file(peer, name, refusal),
+        }
+    }
+
+    fn refuse_file(&mut self, peer: Peer, name: String, refusal: Refusal) {
+        match refusal {
+            Refusal::NotFound => {
                 self.shared.inc(C::ErrorsNotFound);
                 self.refuse(peer, error_code::FILE_NOT_FOUND, "file not found", name, "not found");
-                return;
             }
-            Err(Refusal::Access(why)) => {
+            Refusal::Access(why) => {
                 self.shared.inc(C::ErrorsAccess);
                 self.refuse(peer, error_code::ACCESS_VIOLATION, "access violation", name, why);
-                return;
             }
-        };
+        }
+    }
+
+    /// Files the loader finished: cache them and start (or refuse) the requests that waited.
+    fn on_loaded(&mut self) {
+        while let Ok((path, result)) = self.loader.done.try_recv() {
+            let waiting = self.waiting.remove(&path).unwrap_or_default();
+            match result {
+                Ok(file) => {
+                    let _ = self.files.insert(path.clone(), file, Mode::Octet);
+                    for w in waiting {
+                        match self.files.get(&path, w.mode) {
+                            Some(data) => self.start_transfer(w.peer, w.name, data, &w.options),
+                            None => self.refuse_file(w.peer, w.name, Refusal::NotFound),
+                        }
+                    }
+                }
+                Err(refusal) => {
+                    for w in waiting {
+                        self.refuse_file(w.peer, w.name, refusal.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_transfer(&mut self, peer: Peer, name: String, data: Arc<[u8]>, options: &RequestOptions) {
         let socket = match self.transfer_socket(peer) {
             Ok(s) => s,
             Err(_) => {
@@ -747,8 +878,8 @@ impl Server {
                 return;
             }
         };
-        let (transfer, first) = Transfer::new(&req.options, data.len() as u64, &self.wire, self.now());
-        let slot = Slot { socket, client, file: name, data, transfer, started: Instant::now() };
+        let (transfer, first) = Transfer::new(options, data.len() as u64, &self.wire, self.now());
+        let slot = Slot { socket, client: peer.client, file: name, data, transfer, started: Instant::now() };
         let i = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -944,18 +1075,26 @@ mod tests {
         assert_eq!(resolve(&root, b"missing"), Err(Refusal::NotFound));
         assert_eq!(resolve(&root, b"/"), Err(Refusal::Access("not a regular file")));
         let mut cache = FileCache::default();
-        assert_eq!(cache.get(&root.join("sub"), Mode::Octet), Err(Refusal::Access("not a regular file")));
-        let first = cache.get(&a, Mode::Octet).unwrap();
-        assert!(Arc::ptr_eq(&first, &cache.get(&a, Mode::Octet).unwrap()), "loaded once, shared");
+        // What the engine does: look up; on Load, load (elsewhere) and insert.
+        let get = |cache: &mut FileCache, mode| match cache.lookup(&a, mode).unwrap() {
+            Lookup::Ready(d) => d,
+            Lookup::Load => cache.insert(a.clone(), load(&a).unwrap(), mode),
+        };
+        assert_eq!(cache.lookup(&root.join("sub"), Mode::Octet), Err(Refusal::Access("not a regular file")));
+        assert_eq!(cache.lookup(&root.join("nope"), Mode::Octet), Err(Refusal::NotFound));
+        assert_eq!(cache.lookup(&a, Mode::Octet), Ok(Lookup::Load));
+        let first = get(&mut cache, Mode::Octet);
+        assert!(Arc::ptr_eq(&first, &get(&mut cache, Mode::Octet)), "loaded once, shared");
         std::fs::write(&a, b"changed").unwrap();
-        assert_eq!(&cache.get(&a, Mode::Octet).unwrap()[..], b"changed", "reloaded on size change");
+        assert_eq!(cache.lookup(&a, Mode::Octet), Ok(Lookup::Load), "stale after a size change");
+        assert_eq!(&get(&mut cache, Mode::Octet)[..], b"changed");
         // Replaced by rename with the same size: a new inode, so reloaded too.
         let tmp = root.join("sub/new");
         std::fs::write(&tmp, b"CHANGED").unwrap();
         std::fs::rename(&tmp, &a).unwrap();
-        assert_eq!(&cache.get(&a, Mode::Octet).unwrap()[..], b"CHANGED", "reloaded on a new inode");
+        assert_eq!(&get(&mut cache, Mode::Octet)[..], b"CHANGED", "reloaded on a new inode");
         std::fs::write(&a, b"x\ny").unwrap();
-        assert_eq!(&cache.get(&a, Mode::Netascii).unwrap()[..], b"x\r\ny");
+        assert_eq!(&get(&mut cache, Mode::Netascii)[..], b"x\r\ny");
         let _ = std::fs::remove_dir_all(&base);
     }
 }
