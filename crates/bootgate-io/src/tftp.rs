@@ -159,9 +159,8 @@ impl TftpEngine {
     /// Binds the listening socket and starts the engine thread. Fails when the root is not a
     /// directory or the address cannot be bound.
     pub fn start(settings: TftpSettings) -> io::Result<Self> {
-        let root = std::fs::canonicalize(&settings.root).map_err(|e| {
-            io::Error::new(e.kind(), format!("TFTP root {}: {e}", settings.root.display()))
-        })?;
+        let root = std::fs::canonicalize(&settings.root)
+            .map_err(|e| io::Error::new(e.kind(), format!("TFTP root {}: {e}", settings.root.display())))?;
         if !root.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -797,8 +796,9 @@ impl Server {
     fn on_rrq(&mut self, req: wire::Request<'_>, peer: Peer) {
         let client = peer.client;
         let name = String::from_utf8_lossy(req.filename).into_owned();
-        let duplicate = self.slots.iter().flatten().any(|s| s.client == client && s.file == name && s.transfer.acked() == 0)
-            || self.waiting.values().flatten().any(|w| w.peer.client == client && w.name == name);
+        let duplicate =
+            self.slots.iter().flatten().any(|s| s.client == client && s.file == name && s.transfer.acked() == 0)
+                || self.waiting.values().flatten().any(|w| w.peer.client == client && w.name == name);
         if duplicate {
             self.shared.inc(C::DuplicateRequests);
             return;

@@ -212,7 +212,8 @@ fn negotiation_clamps_and_answers_tsize_with_the_real_size() {
     assert_eq!(t.blksize(), 8);
 
     // Only tsize asked: an OACK with tsize alone, 512-byte blocks, window 1.
-    let (t, first) = Transfer::new(&RequestOptions { tsize: Some(0), ..Default::default() }, 5, &settings, Duration::ZERO);
+    let (t, first) =
+        Transfer::new(&RequestOptions { tsize: Some(0), ..Default::default() }, 5, &settings, Duration::ZERO);
     assert_eq!(first, Action::SendOack { retransmit: false });
     let mut p = Vec::new();
     t.write_oack(&mut p);
@@ -267,7 +268,7 @@ fn lost_ack_is_recovered_by_retransmission() {
     for ws in [1u16, 4] {
         let (client, stats, _) = run(&data, opts(Some(512), Some(ws)), Settings::default(), |_| false, |i| i == 2);
         assert!(client.data == data);
-    assert_eq!(stats.end, Some(Action::Done));
+        assert_eq!(stats.end, Some(Action::Done));
         assert_eq!(stats.timeouts, 1);
         assert!(stats.retransmits >= 1);
     }

@@ -134,9 +134,17 @@ pub struct Request<'a> {
 pub enum Packet<'a> {
     Rrq(Request<'a>),
     Wrq(Request<'a>),
-    Data { block: u16, data: &'a [u8] },
-    Ack { block: u16 },
-    Error { code: u16, message: &'a [u8] },
+    Data {
+        block: u16,
+        data: &'a [u8],
+    },
+    Ack {
+        block: u16,
+    },
+    Error {
+        code: u16,
+        message: &'a [u8],
+    },
     /// Option acknowledgement; the raw, validated name/value list.
     Oack(OptionList<'a>),
 }

@@ -67,10 +67,16 @@ pub enum Action {
     /// Nothing to send (a duplicate or stale ACK, an early timer, a finished transfer).
     None,
     /// Send the OACK ([`Transfer::write_oack`]).
-    SendOack { retransmit: bool },
+    SendOack {
+        retransmit: bool,
+    },
     /// Send DATA blocks `first..=last` ([`Transfer::write_data`]); `retransmits` of them were
     /// sent before.
-    SendBlocks { first: u64, last: u64, retransmits: u64 },
+    SendBlocks {
+        first: u64,
+        last: u64,
+        retransmits: u64,
+    },
     /// The client acknowledged the last block.
     Done,
     Failed(Failure),
