@@ -20,7 +20,9 @@
 //! Counters (stable names, see [`COUNTER_NAMES`]), all monotonic except `active_transfers`:
 //! - `requests`: RRQ and WRQ received (well-formed or not); `duplicate_requests`: an RRQ repeated
 //!   by a client whose transfer has not started yet (ignored: the transfer retransmits itself).
-//! - `transfers_started`, `transfers_ok`, `transfers_failed` (timeout, client error, unreachable).
+//! - `transfers_started`, `transfers_ok`, `transfers_failed` (timeout, client error, unreachable),
+//!   `transfers_declined` (the client answered the OACK with an ERROR: it refused the options or
+//!   only probed the size, as PXE ROMs do before the real request).
 //! - `bytes_sent`: DATA payload bytes sent, retransmissions included; `packets_sent`: DATA + OACK.
 //! - `retransmits`: DATA blocks and OACKs sent again; `timeouts`: expired retransmission timers.
 //! - `errors_not_found`, `errors_access` (escape attempts, WRQ, unreadable, not a file),
@@ -45,7 +47,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use bootgate_wire::tftp::{self as wire, error_code, Action, Mode, Packet, Rejected, RequestOptions, Transfer};
+use bootgate_wire::tftp::{
+    self as wire, error_code, Action, Failure, Mode, Packet, Rejected, RequestOptions, Transfer,
+};
 
 use crate::counters::Counters;
 use crate::events::EventQueue;
@@ -95,6 +99,7 @@ pub const COUNTER_NAMES: &[&str] = &[
     "transfers_started",
     "transfers_ok",
     "transfers_failed",
+    "transfers_declined",
     "bytes_sent",
     "packets_sent",
     "retransmits",
@@ -115,6 +120,7 @@ enum C {
     TransfersStarted,
     TransfersOk,
     TransfersFailed,
+    TransfersDeclined,
     BytesSent,
     PacketsSent,
     Retransmits,
@@ -677,7 +683,15 @@ fn normalize(client: SocketAddr, local: Option<IpAddr>) -> (SocketAddr, Option<I
 
 enum Outcome {
     Continue,
-    Finished { ok: bool, error: String },
+    Finished(End),
+}
+
+/// How a transfer ended: counted under `transfers_ok`, `transfers_failed`, `transfers_declined`.
+#[derive(Debug)]
+enum End {
+    Ok,
+    Failed(String),
+    Declined(String),
 }
 
 impl Server {
@@ -716,7 +730,7 @@ impl Server {
         }
         for i in 0..self.slots.len() {
             if self.slots[i].is_some() {
-                self.finish(i, false, "server stopped".into());
+                self.finish(i, End::Failed("server stopped".into()));
             }
         }
     }
@@ -945,7 +959,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // ICMP port unreachable: the client is gone.
-                    self.finish(i, false, "client unreachable".into());
+                    self.finish(i, End::Failed("client unreachable".into()));
                     return;
                 }
                 Err(_) => return,
@@ -963,7 +977,7 @@ impl Server {
     fn apply(&mut self, i: usize, action: Action) {
         match self.send(i, action) {
             Outcome::Continue => {}
-            Outcome::Finished { ok, error } => self.finish(i, ok, error),
+            Outcome::Finished(end) => self.finish(i, end),
         }
     }
 
@@ -978,7 +992,7 @@ impl Server {
                 slot.transfer.write_oack(out);
                 if let Err(e) = slot.socket.send(out) {
                     if e.kind() == io::ErrorKind::ConnectionRefused {
-                        return Outcome::Finished { ok: false, error: "client unreachable".into() };
+                        return Outcome::Finished(End::Failed("client unreachable".into()));
                     }
                 }
                 shared.inc(C::PacketsSent);
@@ -1003,25 +1017,31 @@ impl Server {
                         shared.add(C::BytesSent, (bytes - 4 * sent) as u64);
                     }
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        return Outcome::Finished { ok: false, error: "client unreachable".into() };
+                        return Outcome::Finished(End::Failed("client unreachable".into()));
                     }
                     // A full socket buffer loses (the rest of) the window; the timer resends it.
                     Err(_) => {}
                 }
             }
-            Action::Done => return Outcome::Finished { ok: true, error: String::new() },
-            Action::Failed(f) => return Outcome::Finished { ok: false, error: f.describe() },
+            Action::Done => return Outcome::Finished(End::Ok),
+            Action::Failed(f @ Failure::Declined { .. }) => return Outcome::Finished(End::Declined(f.describe())),
+            Action::Failed(f) => return Outcome::Finished(End::Failed(f.describe())),
         }
         Outcome::Continue
     }
 
     /// Ends transfer `i`: frees its socket and slot, counts it, reports it.
-    fn finish(&mut self, i: usize, ok: bool, error: String) {
+    fn finish(&mut self, i: usize, end: End) {
         let Some(slot) = self.slots.get_mut(i).and_then(Option::take) else { return };
         self.epoll.delete(slot.socket.as_raw_fd());
         self.free.push(i);
         self.shared.active.fetch_sub(1, Ordering::Relaxed);
-        self.shared.inc(if ok { C::TransfersOk } else { C::TransfersFailed });
+        let (counter, ok, error) = match end {
+            End::Ok => (C::TransfersOk, true, String::new()),
+            End::Failed(e) => (C::TransfersFailed, false, e),
+            End::Declined(e) => (C::TransfersDeclined, false, e),
+        };
+        self.shared.inc(counter);
         let t = &slot.transfer;
         let bytes = if ok { t.size() } else { t.acked().saturating_mul(u64::from(t.blksize())).min(t.size()) };
         self.push_event(TftpEvent {

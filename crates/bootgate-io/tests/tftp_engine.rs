@@ -363,8 +363,10 @@ fn client_error_ends_the_transfer_and_netascii_converts_line_ends() {
 
     let ev = events(&engine, 2);
     let failed = ev.iter().find(|e| !e.ok).expect("a failure event");
-    assert_eq!(failed.error, "client error 8: blksize refused");
+    assert_eq!(failed.error, "declined after OACK: error 8: blksize refused");
     assert_eq!(failed.file, "f.bin");
+    assert_eq!(counter(&engine, "transfers_declined"), 1);
+    assert_eq!(counter(&engine, "transfers_failed"), 0);
     assert_eq!(counter(&engine, "active_transfers"), 0);
 }
 

@@ -347,18 +347,38 @@ fn progress_resets_the_backoff_and_the_window_restarts_after_the_last_ack() {
 
 #[test]
 fn client_error_ends_the_transfer() {
+    // During the data phase.
+    let (mut t, _) = Transfer::new(&opts(Some(512), None), 5000, &Settings::default(), Duration::ZERO);
+    assert_eq!(t.on_ack(0, S / 10), Action::SendBlocks { first: 1, last: 1, retransmits: 0 });
+    let mut e = Vec::new();
+    emit_error(&mut e, 3, b"disk full");
+    let a = t.on_datagram(&e, S / 10).unwrap();
+    let Action::Failed(f) = a else { panic!("{a:?}") };
+    assert_eq!(f, Failure::ClientError { code: 3, message: "disk full".into() });
+    assert_eq!(f.describe(), "client error 3: disk full");
+    assert!(t.is_finished());
+    assert_eq!(t.on_datagram(&e, S / 10).unwrap(), Action::None);
+    let mut ack = Vec::new();
+    emit_ack(&mut ack, 1);
+    assert_eq!(t.on_datagram(&ack, S / 10).unwrap(), Action::None);
+    assert_eq!(t.deadline(), None);
+}
+
+#[test]
+fn error_in_answer_to_the_oack_is_a_decline() {
     let (mut t, _) = Transfer::new(&opts(Some(512), None), 5000, &Settings::default(), Duration::ZERO);
     let mut e = Vec::new();
     emit_error(&mut e, 8, b"blksize not acceptable");
     let a = t.on_datagram(&e, S / 10).unwrap();
     let Action::Failed(f) = a else { panic!("{a:?}") };
-    assert_eq!(f, Failure::ClientError { code: 8, message: "blksize not acceptable".into() });
-    assert_eq!(f.describe(), "client error 8: blksize not acceptable");
+    assert_eq!(f, Failure::Declined { code: 8, message: "blksize not acceptable".into() });
+    assert_eq!(f.describe(), "declined after OACK: error 8: blksize not acceptable");
     assert!(t.is_finished());
-    assert_eq!(t.on_datagram(&e, S / 10).unwrap(), Action::None);
-    let mut ack = Vec::new();
-    emit_ack(&mut ack, 0);
-    assert_eq!(t.on_datagram(&ack, S / 10).unwrap(), Action::None);
+    // A tsize probe: ERROR 0 with no message.
+    let (mut t, _) =
+        Transfer::new(&RequestOptions { tsize: Some(0), ..Default::default() }, 9, &Settings::default(), S);
+    assert_eq!(t.on_error(0, b""), Action::Failed(Failure::Declined { code: 0, message: String::new() }));
+    assert_eq!(Failure::Declined { code: 0, message: String::new() }.describe(), "declined after OACK: error 0");
 }
 
 #[test]

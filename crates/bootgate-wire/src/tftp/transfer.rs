@@ -46,8 +46,12 @@ impl Default for Settings {
 pub enum Failure {
     /// No progress after the last retransmission.
     Timeout,
-    /// The client sent an ERROR packet (its message decoded lossily, at most 200 bytes).
+    /// The client sent an ERROR packet during the data phase (its message decoded lossily, at
+    /// most 200 bytes).
     ClientError { code: u16, message: String },
+    /// The client answered the OACK with an ERROR: it declined the options (RFC 2347), or only
+    /// wanted the size (a tsize probe, as PXE ROMs and boot loaders do before the real request).
+    Declined { code: u16, message: String },
 }
 
 impl Failure {
@@ -57,6 +61,8 @@ impl Failure {
             Failure::Timeout => "timeout".into(),
             Failure::ClientError { code, message } if message.is_empty() => format!("client error {code}"),
             Failure::ClientError { code, message } => format!("client error {code}: {message}"),
+            Failure::Declined { code, message } if message.is_empty() => format!("declined after OACK: error {code}"),
+            Failure::Declined { code, message } => format!("declined after OACK: error {code}: {message}"),
         }
     }
 }
@@ -246,12 +252,14 @@ impl Transfer {
 
     /// The client sent an ERROR: the transfer ends.
     pub fn on_error(&mut self, code: u16, message: &[u8]) -> Action {
-        if self.phase == Phase::Finished {
-            return Action::None;
-        }
+        let phase = self.phase;
         self.phase = Phase::Finished;
         let message = String::from_utf8_lossy(&message[..message.len().min(200)]).into_owned();
-        Action::Failed(Failure::ClientError { code, message })
+        match phase {
+            Phase::Finished => Action::None,
+            Phase::Oack => Action::Failed(Failure::Declined { code, message }),
+            Phase::Data => Action::Failed(Failure::ClientError { code, message }),
+        }
     }
 
     /// The timer may have expired: retransmit from the last acknowledged block, with backoff.
