@@ -17,6 +17,9 @@
 //! Write requests are refused with ERROR 2. Beyond `max_transfers` a request gets ERROR 0
 //! "server busy". Every request that ends (served, failed or refused) yields one [`TftpEvent`].
 //!
+//! Each transfer holds a socket, so `start` lifts the process's soft RLIMIT_NOFILE towards its hard
+//! limit when it is below `max_transfers` + 256.
+//!
 //! Counters (stable names, see [`COUNTER_NAMES`]), all monotonic except `active_transfers`:
 //! - `requests`: RRQ and WRQ received (well-formed or not); `duplicate_requests`: an RRQ repeated
 //!   by a client whose transfer has not started yet (ignored: the transfer retransmits itself).
@@ -26,8 +29,9 @@
 //! - `bytes_sent`: DATA payload bytes sent, retransmissions included; `packets_sent`: DATA + OACK.
 //! - `retransmits`: DATA blocks and OACKs sent again; `timeouts`: expired retransmission timers.
 //! - `errors_not_found`, `errors_access` (escape attempts, WRQ, unreadable, not a file),
-//!   `errors_busy`, `errors_option` (invalid option values), `errors_illegal` (mail mode):
-//!   refusals sent as ERROR packets.
+//!   `errors_busy`, `errors_option` (invalid option values), `errors_illegal` (mail mode),
+//!   `errors_internal` (no socket for the transfer, e.g. out of file descriptors): refusals sent
+//!   as ERROR packets.
 //! - `dropped_malformed`: datagrams that do not parse; `dropped_unexpected`: valid packets that
 //!   make no sense where they arrived (DATA to port 69, RRQ to a transfer port).
 //! - `events_dropped`: events lost because Python did not drain the queue in time.
@@ -109,6 +113,7 @@ pub const COUNTER_NAMES: &[&str] = &[
     "errors_busy",
     "errors_option",
     "errors_illegal",
+    "errors_internal",
     "dropped_malformed",
     "dropped_unexpected",
 ];
@@ -130,6 +135,7 @@ enum C {
     ErrorsBusy,
     ErrorsOption,
     ErrorsIllegal,
+    ErrorsInternal,
     DroppedMalformed,
     DroppedUnexpected,
 }
@@ -173,6 +179,7 @@ impl TftpEngine {
                 format!("TFTP root {} is not a directory", root.display()),
             ));
         }
+        raise_fd_limit(settings.max_transfers);
         let listener = UdpSocket::bind(settings.bind)?;
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
@@ -257,6 +264,23 @@ impl TftpEngine {
 impl Drop for TftpEngine {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Each transfer holds a socket: lift the soft RLIMIT_NOFILE towards the hard limit when it is
+/// too low for `max_transfers` (1024 is a common default; Go's runtime lifts it the same way).
+/// Never lowers it; on failure the engine still runs and refuses what it cannot open
+/// (`errors_internal`).
+fn raise_fd_limit(max_transfers: usize) {
+    let want = (max_transfers as u64).saturating_add(256);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid rlimit struct for the kernel to fill / read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= want {
+            return;
+        }
+        lim.rlim_cur = want.min(lim.rlim_max);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
 }
 
@@ -837,6 +861,7 @@ impl Server {
                     Some(list) => list.push(w),
                     None => {
                         if self.loader.jobs.send(path.clone()).is_err() {
+                            self.shared.inc(C::ErrorsInternal);
                             self.refuse(peer, error_code::UNDEFINED, "server error", w.name, "loader stopped");
                             return;
                         }
@@ -888,6 +913,7 @@ impl Server {
         let socket = match self.transfer_socket(peer) {
             Ok(s) => s,
             Err(_) => {
+                self.shared.inc(C::ErrorsInternal);
                 self.refuse(peer, error_code::UNDEFINED, "server error", name, "no transfer socket");
                 return;
             }
@@ -903,6 +929,7 @@ impl Server {
         };
         if self.epoll.add(slot.socket.as_raw_fd(), TOKEN_FIRST_SLOT + i as u64).is_err() {
             self.free.push(i);
+            self.shared.inc(C::ErrorsInternal);
             self.refuse(peer, error_code::UNDEFINED, "server error", slot.file, "epoll");
             return;
         }

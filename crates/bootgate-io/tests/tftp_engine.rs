@@ -376,8 +376,14 @@ fn start_fails_on_a_missing_root_and_drop_stops_the_thread() {
     assert!(TftpEngine::start(s.clone()).is_err());
     let dir = TempDir::new("drop");
     s.root = dir.0.clone();
+    s.max_transfers = 3000;
     let engine = TftpEngine::start(s).unwrap();
     assert!(engine.event_fd() >= 0);
+    // Room for a socket per transfer: the soft descriptor limit was lifted (up to the hard one).
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid rlimit for the kernel to fill.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert!(lim.rlim_cur >= lim.rlim_max.min(3256), "{} < min({}, 3256)", lim.rlim_cur, lim.rlim_max);
     drop(engine); // joins the thread; the test would hang otherwise
 }
 
