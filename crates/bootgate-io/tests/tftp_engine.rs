@@ -426,3 +426,36 @@ fn wildcard_listener_answers_from_the_address_the_request_came_to() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_hundred_clients_in_three_waves_reuse_slots_and_sockets() {
+    let dir = TempDir::new("hundred");
+    let files: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(50_000 + i * 7_777, 100 + i as u64)).collect();
+    for (i, f) in files.iter().enumerate() {
+        std::fs::write(dir.0.join(format!("f{i}.bin")), f).unwrap();
+    }
+    let engine = TftpEngine::start(settings(&dir.0)).unwrap();
+    let server = engine.local_addr();
+    for wave in 0..3u16 {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..34u16)
+                .map(|c| {
+                    let i = usize::from((c + wave) % 4);
+                    let o = opts(Some([512, 1024, 1468][usize::from(c % 3)]), Some(1 + c % 9));
+                    s.spawn(move || (i, fetch(server, format!("f{i}.bin").as_bytes(), Mode::Octet, o)))
+                })
+                .collect();
+            for h in handles {
+                let (i, got) = h.join().unwrap();
+                match got {
+                    Fetch::Ok { data, .. } => assert!(data == files[i], "f{i}.bin differs"),
+                    other => panic!("f{i}.bin: {other:?}"),
+                }
+            }
+        });
+    }
+    let ev = events(&engine, 102);
+    assert_eq!(ev.iter().filter(|e| e.ok).count(), 102);
+    assert_eq!(counter(&engine, "transfers_ok"), 102);
+    assert_eq!(counter(&engine, "active_transfers"), 0);
+}
