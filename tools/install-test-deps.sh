@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-need_pkgs=(qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 openssl busybox-static tftp-hpa cpio curl)
+need_pkgs=(qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 openssl busybox-static tftp-hpa atftp cpio curl)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
