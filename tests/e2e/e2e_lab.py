@@ -52,6 +52,9 @@ OVMF_CANDIDATES = ("/usr/share/qemu/OVMF.fd", "/usr/share/ovmf/OVMF.fd")
 DNSMASQ = "dnsmasq"
 
 
+# Wall time of each VM boot in this process: name -> (seconds, how it ended); the e2e conftest prints it.
+BOOT_TIMES: dict[str, tuple[float, str]] = {}
+
 # Serial console text that means the firmware gave up network booting (never seen on success).
 FAIL_MARKERS = ("No more network devices", "Shell> ", "No bootable device")
 

@@ -46,7 +46,7 @@ BOOT_PROGRAM = {"bios": "undionly.kpxe", "uefi": "snponly.efi"}
 PLATFORM = {"bios": "pcbios", "uefi": "efi"}
 
 # Filled by the tests, printed by conftest.py's terminal summary: name -> (wall seconds, how it ended).
-BOOT_TIMES: dict[str, tuple[float, str]] = {}
+BOOT_TIMES = e2e_lab.BOOT_TIMES
 
 
 def _skip_reason() -> str | None:
