@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""The TFTP benchmark: bootgate against tftpd-hpa, dnsmasq and atftpd, over loopback, in one run.
+
+    python3 benches/tftp/run.py [--quick] [--servers bootgate,tftpd-hpa,dnsmasq,atftpd]
+                                [--out benches/tftp/RESULTS.md] [--atftpd PATH]
+
+Builds the load generator (benches/tftp, its own cargo workspace, release), writes a 1 MiB and a
+32 MiB file of random bytes into a temporary root, measures the loopback UDP limit (bulk
+1472-byte datagrams, one sender thread, one receiver thread), then for every cell of the matrix
+(server x file x windowsize x N) starts the server afresh, runs N downloads at once with blksize
+1468 (each byte checked against the file), records aggregate MB/s, p50/p99 transfer time,
+failures and the server's peak memory, and stops the server. Writes a markdown table to --out
+and the raw numbers next to it (results.json).
+
+Bounds: each cell stops after --deadline seconds (unfinished transfers count as failures); the
+32 MiB file runs at N = 1 and 64 only (2000 x 32 MiB would be 64 GB through one loopback); the
+full matrix takes about 5 minutes here, --quick about one.
+
+Servers (a missing one is skipped and said so): bootgate (benches/tftp's bootgate-tftpd, the
+engine bootgate serve runs), tftpd-hpa (`in.tftpd -L`, forks one process per transfer),
+dnsmasq (`--enable-tftp`; its TFTP port is fixed at 69, so it listens on 127.0.0.69:69),
+atftpd (`--daemon --no-fork`, one thread per transfer; Debian's package conflicts with
+tftpd-hpa, so benches/tftp/get-peers.sh unpacks it privately into benches/tftp/.peers).
+Needs root (dnsmasq binds port 69; tftpd-hpa chroots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+FILES = {"1M": 1 << 20, "32M": 32 << 20}
+FULL = {"1M": [1, 64, 512, 2000], "32M": [1, 64]}
+QUICK = {"1M": [1, 64, 512], "32M": [1]}
+WINDOWS = [1, 8]
+BLKSIZE = 1468
+
+
+def build() -> Path:
+    target = Path(os.environ.get("CARGO_TARGET_DIR", HERE / "target"))
+    subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path", str(HERE / "Cargo.toml")],
+                   check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)})
+    return target / "release"
+
+
+def which(name: str, *extra: str) -> str | None:
+    for p in extra:
+        if p and Path(p).is_file() and os.access(p, os.X_OK):
+            return p
+    return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}")
+                                       if Path(p).is_file()), None)
+
+
+class Server:
+    """How to start one server on (host, port) serving root."""
+
+    def __init__(self, name: str, host: str, port: int, argv: list[str], note: str) -> None:
+        self.name, self.host, self.port, self.argv, self.note = name, host, port, argv, note
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(0.3)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited at start ({self.proc.returncode}): {' '.join(self.argv)}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Ends the server and its children (its own session, started above: its process group)."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=3)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        time.sleep(0.2)  # let forked children (tftpd-hpa) go before the next cell binds
+        self.proc = None
+
+
+def servers(binaries: Path, root: Path, wanted: list[str], atftpd: str | None) -> tuple[list[Server], list[str]]:
+    out: list[Server] = []
+    missing: list[str] = []
+    root_user = os.geteuid() == 0
+    for name in wanted:
+        if name == "bootgate":
+            out.append(Server(name, "127.0.0.1", 16969,
+                              [str(binaries / "bootgate-tftpd"), "--bind", "127.0.0.1:16969", "--root", str(root),
+                               "--max-transfers", "4096", "--max-blksize", str(BLKSIZE)],
+                              "bootgate-io engine (benches/tftp bootgate-tftpd)"))
+        elif name == "tftpd-hpa":
+            exe = which("in.tftpd")
+            if not exe:
+                missing.append("tftpd-hpa (in.tftpd not found: benches/tftp/get-peers.sh)")
+                continue
+            argv = [exe, "-L", "-a", "127.0.0.1:16970"]
+            argv += ["-s", str(root), "-u", "nobody"] if root_user else [str(root)]
+            out.append(Server(name, "127.0.0.1", 16970, argv, "in.tftpd -L, a process per transfer"))
+        elif name == "dnsmasq":
+            exe = which("dnsmasq")
+            if not exe or not root_user:
+                missing.append("dnsmasq (not found, or not root: it binds port 69)")
+                continue
+            out.append(Server(name, "127.0.0.69", 69,
+                              [exe, "-k", "--port=0", "--enable-tftp", f"--tftp-root={root}",
+                               "--listen-address=127.0.0.69", "--bind-interfaces", "--conf-file=/dev/null",
+                               "--user=root", "--tftp-max=4096", "--quiet-tftp", "--pid-file=",
+                               "--log-facility=/dev/null"],
+                              "dnsmasq --enable-tftp --tftp-max=4096, one process"))
+        elif name == "atftpd":
+            exe = which("atftpd", atftpd or "", str(HERE / ".peers/atftpd-root/usr/sbin/atftpd"))
+            if not exe:
+                missing.append("atftpd (not found: benches/tftp/get-peers.sh)")
+                continue
+            argv = [exe, "--daemon", "--no-fork", "--port", "16971", "--bind-address", "127.0.0.1",
+                    "--maxthread", "4096", "--logfile", "/dev/null"]
+            argv += ["--user", "root.root"] if root_user else []
+            out.append(Server(name, "127.0.0.1", 16971, argv + [str(root)],
+                              "atftpd --daemon --no-fork, a thread per transfer"))
+        else:
+            missing.append(f"{name} (unknown)")
+    return out, missing
+
+
+def run_cell(binaries: Path, srv: Server, file: str, ref: Path, n: int, ws: int, deadline: float) -> dict:
+    srv.start()
+    try:
+        argv = [str(binaries / "tftp-load"), "get", "--server", f"{srv.host}:{srv.port}", "--file", file,
+                "--reference", str(ref), "-n", str(n), "--blksize", str(BLKSIZE), "--windowsize", str(ws),
+                "--deadline", str(deadline), "--pid", str(srv.proc.pid if srv.proc else 0)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=deadline + 60)
+        if r.returncode != 0:
+            return {"n": n, "ok": 0, "failed": n, "failures": {f"loadgen: {r.stderr.strip()[:200]}": n},
+                    "mb_s": 0.0, "p50_s": 0.0, "p99_s": 0.0}
+        res = json.loads(r.stdout)
+        res["server_alive"] = srv.alive()
+        return res
+    finally:
+        srv.stop()
+
+
+def mib(kb: int) -> float:
+    return kb / 1024
+
+
+def table(results: list[dict], probe: dict, notes: list[str], quick: bool, elapsed: float) -> str:
+    limit = probe.get("received_mb_s", 0.0)
+    lines = [
+        "# TFTP benchmark results",
+        "",
+        f"Written by `benches/tftp/run.py{' --quick' if quick else ''}` in {elapsed:.0f} s on "
+        f"{os.cpu_count()} vCPUs ({platform.system()} {platform.release()}), all over loopback. "
+        "**The machine is shared: other engineers' builds and tests compete for the same 2 cores during "
+        "the run, so every number is noisy and only the relative order within one run means much.**",
+        "",
+        f"Loopback limit (bulk UDP, 1472-byte datagrams, one sender and one receiver thread): "
+        f"**{limit:.0f} MB/s** delivered.",
+        "",
+        "blksize 1468 requested; `win` = windowsize requested / granted (a server without RFC 7440 "
+        "grants 1). MB/s = bytes of files received complete and verified / wall time from the first "
+        "RRQ to the last byte. p50/p99 = per-transfer time from its RRQ. mem = the server's peak "
+        "memory: VmHWM (peak RSS) of its process, or for a forking server the peak sampled sum of PSS "
+        "over its processes (`procs` = most processes seen). `% limit` = MB/s / loopback limit.",
+        "",
+        "| server | file | win | N | ok | failed | MB/s | % limit | p50 s | p99 s | mem MiB | procs | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        fails = "; ".join(f"{k}: {v}" for k, v in sorted(r.get("failures", {}).items()))
+        note = fails
+        if r.get("server_alive") is False:
+            note = ("server died; " + note).strip("; ")
+        mem = max(r.get("server_vmhwm_kb", 0) if r.get("server_procs", 1) <= 1 else 0,
+                  r.get("server_peak_pss_kb", 0))
+        pct = 100 * r.get("mb_s", 0) / limit if limit else 0
+        lines.append(
+            f"| {r['server']} | {r['file']} | {r['ws']}/{r.get('granted_window', 0) or '-'} | {r['n']} | "
+            f"{r.get('ok', 0)} | {r.get('failed', 0)} | {r.get('mb_s', 0):.0f} | {pct:.0f}% | "
+            f"{r.get('p50_s', 0):.3f} | {r.get('p99_s', 0):.3f} | {mib(mem):.1f} | {r.get('server_procs', 0)} | "
+            f"{note} |")
+    lines += ["", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 MiB at N=1,64,512 and 32 MiB at N=1 only")
+    ap.add_argument("--servers", default="bootgate,tftpd-hpa,dnsmasq,atftpd")
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--deadline", type=float, default=40.0, help="seconds a cell may last")
+    ap.add_argument("--atftpd", help="path of atftpd (default: PATH, then benches/tftp/.peers)")
+    ap.add_argument("--windows", default="1,8")
+    ap.add_argument("--n", help="comma-separated N for the 1 MiB file (overrides the matrix)")
+    args = ap.parse_args()
+
+    t0 = time.monotonic()
+    binaries = build()
+    matrix = dict(QUICK if args.quick else FULL)
+    if args.n:
+        matrix = {"1M": [int(x) for x in args.n.split(",")], "32M": []}
+    windows = [int(w) for w in args.windows.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bootgate-tftp-bench-") as tmp:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        os.chmod(tmp, 0o755)
+        os.chmod(root, 0o755)
+        for name, size in FILES.items():
+            p = root / name
+            p.write_bytes(os.urandom(size))
+            os.chmod(p, 0o644)
+        probe = json.loads(subprocess.run([str(binaries / "tftp-load"), "probe", "--secs", "2"],
+                                          capture_output=True, text=True, check=True).stdout)
+        print(f"loopback limit: {probe['received_mb_s']:.0f} MB/s", flush=True)
+        srvs, missing = servers(binaries, root, args.servers.split(","), args.atftpd)
+        notes = [f"{s.name}: {s.note}" for s in srvs] + [f"skipped: {m}" for m in missing]
+        results: list[dict] = []
+        for srv in srvs:
+            for file, ns in matrix.items():
+                for ws in windows:
+                    for n in ns:
+                        try:
+                            r = run_cell(binaries, srv, file, root / file, n, ws, args.deadline)
+                        except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+                            r = {"n": n, "ok": 0, "failed": n, "failures": {str(e)[:200]: n}}
+                        r.update(server=srv.name, file=file, ws=ws)
+                        results.append(r)
+                        print(f"{srv.name:10} {file:4} win {ws} N {n:5}: {r.get('mb_s', 0):7.1f} MB/s "
+                              f"ok {r.get('ok', 0)} failed {r.get('failed', 0)} p50 {r.get('p50_s', 0):.3f} "
+                              f"p99 {r.get('p99_s', 0):.3f} mem {mib(max(r.get('server_vmhwm_kb', 0), r.get('server_peak_pss_kb', 0))):.1f} MiB "
+                              f"{r.get('failures', {}) or ''}", flush=True)
+    elapsed = time.monotonic() - t0
+    out = Path(args.out)
+    out.write_text(table(results, probe, notes, args.quick, elapsed))
+    out.with_name("results.json").write_text(json.dumps({"probe": probe, "results": results}, indent=1))
+    print(f"wrote {out} ({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
