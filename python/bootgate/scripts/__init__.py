@@ -17,11 +17,17 @@ import re
 from urllib.parse import quote
 
 from ..policy import Action, BootKernel, Exit
+from ..policy.deploy import PROFILE_KINDS, Menu, Profile
 
 __all__ = [
     "base_url",
     "check_content_path",
+    "check_chain_url",
     "check_kernel_args",
+    "check_profile",
+    "render_menu",
+    "render_profile",
+    "render_technician",
     "echo_text",
     "is_valid_host",
     "render_action",
@@ -142,3 +148,137 @@ def render_action(action: Action, *, mac: str, boot_id: str, content_base: str, 
         lines.append(f"initrd {content_base}/content/{url_path(action.initrd)}")
     lines.append("boot")
     return "\n".join(lines) + "\n"
+
+
+_CHAIN_URL = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+(/[A-Za-z0-9._~%!'()*+,;=:@/?&-]*)?$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+TEMPLATE_VARS = ("boot_id", "mac", "name", "deployment", "content", "callback")
+
+
+def check_chain_url(url: str) -> str:
+    """An http(s) URL iPXE may chain to: no spaces, no `$` (settings expansion), no `#`, no control chars."""
+    if len(url) > 2048 or not _CHAIN_URL.match(url):
+        raise ValueError("must be an http:// or https:// URL without spaces, '$', '#' or control characters")
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else ""
+    elif ":" in host:
+        host, port = host.rsplit(":", 1)
+        if not port.isdigit():
+            raise ValueError("has a bad port")
+    if not is_valid_host(host):
+        raise ValueError("has a bad host")
+    return url
+
+
+def check_profile(p: Profile) -> Profile:
+    """Validates a boot profile (from the API). Raises ValueError naming the field."""
+    if p.kind not in PROFILE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(PROFILE_KINDS)}")
+    if p.kind in ("kernel", "wimboot"):
+        try:
+            check_content_path(p.kernel)
+        except ValueError as e:
+            raise ValueError(f"kernel {e}") from None
+        if len(p.initrds) > 16:
+            raise ValueError("initrds: at most 16 files")
+        for f in p.initrds:
+            try:
+                check_content_path(f)
+            except ValueError as e:
+                raise ValueError(f"initrd {f[:64]!r} {e}") from None
+            if p.kind == "wimboot" and not _FILE_NAME.match(f.rsplit("/", 1)[-1]):
+                raise ValueError(f"wimboot file {f[:64]!r}: its name must be letters, digits, '.', '_', '-'")
+        if p.kind == "wimboot" and not p.initrds:
+            raise ValueError("wimboot needs its files in initrds (bootmgr, BCD, boot.sdi, boot.wim)")
+        try:
+            args = check_kernel_args(p.args)
+        except ValueError as e:
+            raise ValueError(f"args {e}") from None
+        return Profile(p.kind, kernel=p.kernel, initrds=p.initrds, args=args)
+    if p.kind == "chain":
+        try:
+            return Profile("chain", url=check_chain_url(p.url))
+        except ValueError as e:
+            raise ValueError(f"url {e}") from None
+    if not p.template.strip() or len(p.template) > 65536:
+        raise ValueError("template must be a non-empty iPXE script (at most 64 KiB)")
+    for name in _PLACEHOLDER.findall(p.template):
+        if name not in TEMPLATE_VARS:
+            raise ValueError(f"template: unknown placeholder {{{{{name}}}}} (known: {', '.join(TEMPLATE_VARS)})")
+    if "\x00" in p.template:
+        raise ValueError("template contains a NUL character")
+    return Profile("template", template=p.template)
+
+
+def _menu_text(text: str) -> str:
+    return echo_text(text).lstrip("- ") or "?"
+
+
+def _check_boot_id(boot_id: str) -> None:
+    if not re.fullmatch(r"[0-9a-f]{8,64}", boot_id):
+        raise ValueError("boot_id must be lowercase hex")
+
+
+def render_menu(menu: Menu, *, title: str, boot_id: str, server_base: str) -> str:
+    """The deployment menu: required items marked and preselected with their countdown, the local
+    disk, and the technician entry (its login belongs to the technician route)."""
+    _check_boot_id(boot_id)
+    lines = ["#!ipxe", f"menu bootgate: {_menu_text(title)}", "item --gap Deployments:"]
+    for it in menu.items:
+        mark = "[required] " if it.required else ""
+        lines.append(f"item d{it.deployment_id} {mark}{_menu_text(it.name)}")
+    lines += ["item --gap Other:", "item local Boot from the local disk"]
+    if menu.technician:
+        lines.append("item technician Technician menu (login)")
+    default = f"d{menu.default}" if menu.default is not None else "local"
+    timeout = f"--timeout {int(menu.timeout) * 1000} " if menu.timeout > 0 else ""
+    lines.append(f"choose {timeout}--default {default} target || goto local")
+    lines.append("goto ${target}")
+    for it in menu.items:
+        lines.append(f":d{it.deployment_id}")
+        lines.append(f"chain {server_base}/boot/run?boot={boot_id}&deployment={it.deployment_id} || goto failed")
+    if menu.technician:
+        lines += [":technician", f"chain {server_base}/boot/technician?boot={boot_id} || goto local"]
+    lines += [":failed", "echo bootgate: the deployment could not be started",
+              "prompt --timeout 10000 Press a key to continue with the local disk ||",
+              ":local", "echo bootgate: continuing with the next boot device", "exit"]
+    return "\n".join(lines) + "\n"
+
+
+def render_profile(profile: Profile, *, mac: str, name: str, boot_id: str, deployment_id: int,
+                   content_base: str, callback_base: str) -> str:
+    """The script that runs a deployment's profile (validated again here)."""
+    _check_boot_id(boot_id)
+    p = check_profile(profile)
+    safe_name = re.sub(r"[^A-Za-z0-9-]", "-", name)[:63]
+    extra = f"bootgate.boot={boot_id} bootgate.server={callback_base} bootgate.deployment={deployment_id}"
+    lines = ["#!ipxe", f"echo bootgate: deployment {deployment_id} on {echo_text(mac)} (boot {boot_id})"]
+    if p.kind == "kernel":
+        lines.append(f"kernel {content_base}/content/{url_path(p.kernel)} {p.args} {extra}".replace("  ", " "))
+        lines += [f"initrd {content_base}/content/{url_path(f)}" for f in p.initrds]
+        lines.append("boot")
+    elif p.kind == "wimboot":
+        lines.append(f"kernel {content_base}/content/{url_path(p.kernel)} {p.args}".rstrip())
+        for f in p.initrds:
+            lines.append(f"initrd --name {f.rsplit('/', 1)[-1]} {content_base}/content/{url_path(f)}")
+        lines.append("boot")
+    elif p.kind == "chain":
+        lines.append(f"chain {p.url}")
+    else:
+        values = {"boot_id": boot_id, "mac": mac if re.fullmatch(r"[0-9a-f:]{17}", mac) else "",
+                  "name": safe_name, "deployment": str(deployment_id), "content": f"{content_base}/content",
+                  "callback": callback_base}
+        body = _PLACEHOLDER.sub(lambda m: values[m.group(1)], p.template)
+        if body.startswith("#!ipxe"):
+            body = body.split("\n", 1)[1] if "\n" in body else ""
+        lines += body.rstrip("\n").split("\n")
+    return "\n".join(lines) + "\n"
+
+
+def render_technician(boot_id: str) -> str:
+    """The technician entry. Its login is not implemented yet (issue 6): say so and go on."""
+    _check_boot_id(boot_id)
+    return ("#!ipxe\necho bootgate: the technician menu needs a login, which this server does not offer yet\n"
+            "prompt --timeout 10000 Press a key to continue with the local disk ||\nexit\n")

@@ -13,9 +13,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..policy import MachineAction
-from . import schema
+from . import migrate, schema
+from .inventory import InventoryMixin, NotFound, Conflict
 
-__all__ = ["BootRecord", "EventRecord", "Store", "BOOT_STATES"]
+__all__ = ["BootRecord", "Conflict", "EventRecord", "NotFound", "Store", "BOOT_STATES"]
 
 BOOT_STATES = ("started", "step", "success", "failure")
 
@@ -38,6 +39,9 @@ class BootRecord:
     kernel: str = ""
     initrd: str = ""
     args: str = ""
+    host_id: int | None = None
+    deployment_id: int | None = None
+    capabilities: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,12 @@ def _boot_dict(row: Any) -> dict[str, Any]:
         "manufacturer": row.manufacturer, "product": row.product, "buildarch": row.buildarch,
         "platform": row.platform, "ip": row.reported_ip, "client_ip": row.client_ip, "scheme": row.scheme,
         "action": row.action, "kernel": row.kernel, "initrd": row.initrd, "args": row.args,
+        "host_id": row.host_id, "deployment_id": row.deployment_id,
+        "capabilities": orjson.loads(row.capabilities or "{}"),
     }
 
 
-class Store:
+class Store(InventoryMixin):
     """Async access to the database. Create with :meth:`open`; close with :meth:`close`."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -79,11 +85,17 @@ class Store:
         if u.get_backend_name() == "sqlite":
             if u.database and u.database != ":memory:":
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         engine = create_async_engine(u, **kwargs)
         if u.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(migrate.upgrade)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:
@@ -95,7 +107,9 @@ class Store:
         """Stores a boot and updates (or creates) the machine it came from."""
         m = schema.machines
         async with self.engine.begin() as conn:
-            await conn.execute(insert(schema.boots).values(**boot.__dict__))
+            values = dict(boot.__dict__)
+            values["capabilities"] = orjson.dumps(boot.capabilities).decode()
+            await conn.execute(insert(schema.boots).values(**values))
             ident = {"uuid": boot.uuid, "serial": boot.serial, "manufacturer": boot.manufacturer,
                      "product": boot.product}
             res = await conn.execute(
@@ -192,7 +206,8 @@ class Store:
             row = (await conn.execute(select(b).where(b.c.id == boot_id))).first()
         return _boot_dict(row) if row is not None else None
 
-    async def add_status(self, boot_id: str, state: str, message: str, at: float | None = None) -> bool:
+    async def add_status(self, boot_id: str, state: str, message: str, at: float | None = None,
+                         rename: str | None = None) -> bool:
         """Records a status for a boot; False when the boot is unknown."""
         if state not in BOOT_STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(BOOT_STATES)}")
@@ -201,8 +216,10 @@ class Store:
             exists = (await conn.execute(select(b.c.id).where(b.c.id == boot_id))).first()
             if exists is None:
                 return False
+            now = time.time() if at is None else at
             await conn.execute(insert(schema.boot_statuses).values(
-                boot_id=boot_id, time=time.time() if at is None else at, state=state, message=message))
+                boot_id=boot_id, time=now, state=state, message=message))
+            await self._status_effects(conn, boot_id, state, now, rename)
         return True
 
     # events

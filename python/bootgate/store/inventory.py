@@ -1,0 +1,676 @@
+"""Inventory (hosts by identity), collections, deployments, runs, approvals, audit, API tokens, reports."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import io
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..policy.deploy import Collection, Deployment, Profile
+from ..policy.identity import Candidate, Identity, Match, is_bogus_serial, is_bogus_uuid, match_identity, normalize_uuid
+from ..policy.rules import HostFacts
+from . import schema
+
+__all__ = ["Conflict", "InventoryMixin", "NotFound", "ROLES", "REPORT_KEYS", "render_name"]
+
+ROLES = ("read-only", "operator", "admin")
+REPORT_KEYS = ("day", "collection", "model", "result")
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+def _j(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+_NAME_PART = re.compile(r"\{([a-z0-9|]+)\}")
+
+
+def render_name(pattern: str, *, uuid: str, serial: str, mac: str, host_id: int) -> str:
+    """A host name from a pattern: {serial}, {uuid}, {uuid8}, {mac}, {id}; `a|b` takes the first
+    trustworthy one. Only letters, digits and '-' survive; at most 63 characters."""
+    good_uuid = "" if is_bogus_uuid(uuid) else normalize_uuid(uuid)
+    values = {"serial": "" if is_bogus_serial(serial) else serial.strip(), "uuid": good_uuid,
+              "uuid8": good_uuid[:8], "mac": mac.replace(":", ""), "id": str(host_id)}
+
+    def sub(m: re.Match[str]) -> str:
+        for alt in m.group(1).split("|"):
+            if values.get(alt):
+                return values[alt]
+        return values["mac"]
+
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", _NAME_PART.sub(sub, pattern)).strip("-")[:63].strip("-")
+    return name or f"host-{host_id}"
+
+
+def _host_dict(r: Any, macs: Sequence[str] = ()) -> dict[str, Any]:
+    return {"id": r.id, "name": r.name, "uuid": r.uuid, "serial": r.serial, "manufacturer": r.manufacturer,
+            "product": r.product, "known": bool(r.known), "registered": r.registered, "last_seen": r.last_seen,
+            "installed_at": r.installed_at, "wipe_approved": bool(r.wipe_approved), "macs": list(macs)}
+
+
+def _deployment_dict(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "name": r.name, "collection_id": r.collection_id, "profile": orjson.loads(r.profile),
+            "intent": r.intent, "countdown": r.countdown, "window_start": r.window_start,
+            "window_end": r.window_end, "one_shot": bool(r.one_shot), "require_approval": bool(r.require_approval),
+            "enabled": bool(r.enabled), "priority": r.priority, "created": r.created}
+
+
+def deployment_from_row(r: Any) -> Deployment:
+    return Deployment(id=r.id, name=r.name, collection_id=r.collection_id,
+                      profile=Profile.from_json(orjson.loads(r.profile)), intent=r.intent, countdown=r.countdown,
+                      window_start=r.window_start, window_end=r.window_end, one_shot=bool(r.one_shot),
+                      require_approval=bool(r.require_approval), enabled=bool(r.enabled), priority=r.priority)
+
+
+def _collection_dict(r: Any, members: Sequence[int] = ()) -> dict[str, Any]:
+    return {"id": r.id, "name": r.name, "description": r.description, "rules": orjson.loads(r.rules),
+            "members": list(members), "created": r.created}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InventoryMixin:
+    engine: AsyncEngine
+
+    # ---- identity and zero-touch registration
+
+    async def identify(self, ident: Identity, *, manufacturer: str, product: str, now: float) -> tuple[int | None, Match]:
+        """Finds (or registers) the host a booting client is; keeps its MACs and the shared-MAC list."""
+        h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
+        u, s = ident.good_uuid, ident.good_serial
+        async with self.engine.begin() as conn:
+            conds: list[ColumnElement[bool]] = [h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == ident.mac))]
+            if u:
+                conds.append(h.c.uuid == u)
+            if s:
+                conds.append(h.c.serial == s)
+            rows = (await conn.execute(select(h.c.id, h.c.uuid, h.c.serial).where(or_(*conds)).limit(50))).all()
+            ids = [r.id for r in rows]
+            macs: dict[int, set[str]] = {i: set() for i in ids}
+            if ids:
+                for mr in (await conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(ids)))).all():
+                    macs[mr.host_id].add(mr.mac)
+            shared = (await conn.execute(select(sm.c.mac).where(sm.c.mac == ident.mac))).first() is not None
+            cands = [Candidate(r.id, r.uuid, r.serial, frozenset(macs[r.id])) for r in rows]
+            m = match_identity(ident, cands, shared)
+            if m.mark_mac_shared:
+                await conn.execute(insert(sm).values(mac=ident.mac, time=now, reason=m.reason))
+                await self._audit(conn, "bootgate", "mac.shared", ident.mac, None, {"reason": m.reason}, now)
+            host_id = m.host_id
+            if host_id is None and m.register:
+                host_id = await self._register(conn, ident, manufacturer, product, now)
+            if host_id is not None:
+                values: dict[str, Any] = {"last_seen": now}
+                if u:
+                    values["uuid"] = u
+                if s:
+                    values["serial"] = s
+                if manufacturer:
+                    values["manufacturer"] = manufacturer
+                if product:
+                    values["product"] = product
+                await conn.execute(update(h).where(h.c.id == host_id).values(**values))
+                res = await conn.execute(update(hm).where((hm.c.host_id == host_id) & (hm.c.mac == ident.mac))
+                                         .values(last_seen=now))
+                if res.rowcount == 0:
+                    await conn.execute(insert(hm).values(host_id=host_id, mac=ident.mac, first_seen=now,
+                                                         last_seen=now))
+        return host_id, m
+
+    async def _register(self, conn: AsyncConnection, ident: Identity, manufacturer: str, product: str,
+                        now: float) -> int:
+        h = schema.hosts
+        res = await conn.execute(insert(h).values(
+            uuid=ident.good_uuid, serial=ident.good_serial, manufacturer=manufacturer, product=product,
+            known=False, registered=now, last_seen=now, wipe_approved=False).returning(h.c.id))
+        host_id = int(res.scalar_one())
+        pattern = await self._setting(conn, "name_pattern", "PC-{serial|uuid8}")
+        name = render_name(str(pattern), uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=host_id)
+        taken = (await conn.execute(select(h.c.id).where(h.c.name == name))).first()
+        if taken is not None:
+            name = f"{name[:63 - len(str(host_id)) - 1]}-{host_id}"
+        await conn.execute(update(h).where(h.c.id == host_id).values(name=name))
+        await self._audit(conn, "bootgate", "host.registered", name, None,
+                          {"host_id": host_id, "mac": ident.mac, "uuid": ident.uuid, "serial": ident.serial}, now)
+        return host_id
+
+    async def _setting(self, conn: AsyncConnection, key: str, default: Any) -> Any:
+        t = schema.store_settings
+        row = (await conn.execute(select(t.c.value).where(t.c.key == key))).first()
+        return default if row is None else orjson.loads(row.value)
+
+    async def get_setting(self, key: str, default: Any = None) -> Any:
+        async with self.engine.connect() as conn:
+            return await self._setting(conn, key, default)
+
+    async def set_setting(self, key: str, value: Any) -> None:
+        t = schema.store_settings
+        async with self.engine.begin() as conn:
+            res = await conn.execute(update(t).where(t.c.key == key).values(value=_j(value)))
+            if res.rowcount == 0:
+                await conn.execute(insert(t).values(key=key, value=_j(value)))
+
+    # ---- the decision's inputs
+
+    async def boot_inputs(self, host_id: int, mac: str, *, client_ip: str, reported_ip: str, relay: str,
+                          buildarch: str, platform: str) -> tuple[HostFacts, list[Deployment], dict[int, Collection],
+                                                                  frozenset[int], frozenset[int]]:
+        h, cm, d, c, r, a = (schema.hosts, schema.collection_members, schema.deployments, schema.collections,
+                             schema.deployment_runs, schema.approvals)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(h).where(h.c.id == host_id))).first()
+            if row is None:
+                raise NotFound(f"host {host_id}")
+            static = frozenset(x.collection_id for x in (await conn.execute(
+                select(cm.c.collection_id).where(cm.c.host_id == host_id))).all())
+            deps = [deployment_from_row(x) for x in (await conn.execute(
+                select(d).where(d.c.enabled.is_(True)))).all()]
+            colls = {x.id: Collection(x.id, x.name, tuple(orjson.loads(x.rules))) for x in (await conn.execute(
+                select(c).where(c.c.id.in_({dd.collection_id for dd in deps})))).all()} if deps else {}
+            done = frozenset(x.deployment_id for x in (await conn.execute(
+                select(r.c.deployment_id).where((r.c.host_id == host_id) & (r.c.state == "success")))).all())
+            approved = frozenset(x.deployment_id for x in (await conn.execute(
+                select(a.c.deployment_id).where(a.c.host_id == host_id))).all())
+        facts = HostFacts(host_id=host_id, mac=mac, name=row.name or "", uuid=row.uuid, serial=row.serial,
+                          manufacturer=row.manufacturer, product=row.product, known=bool(row.known),
+                          installed=row.installed_at is not None, wipe_approved=bool(row.wipe_approved),
+                          client_ip=client_ip, reported_ip=reported_ip, relay=relay, buildarch=buildarch,
+                          platform=platform, static_collections=static)
+        return facts, deps, colls, done, approved
+
+    async def last_relay(self, mac: str) -> str:
+        """The relay agent (giaddr) of the newest DHCP event from this MAC, '' if none."""
+        e = schema.events
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(e.c.detail).where((e.c.kind == "dhcp") & (e.c.mac == mac))
+                                      .order_by(e.c.id.desc()).limit(1))).first()
+        if row is None:
+            return ""
+        relay = orjson.loads(row.detail).get("relay") or ""
+        return str(relay) if relay not in ("0.0.0.0",) else ""
+
+    # ---- deployment runs and statuses
+
+    async def record_run(self, deployment_id: int, host_id: int, boot_id: str, now: float) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(schema.deployment_runs).values(
+                deployment_id=deployment_id, host_id=host_id, boot_id=boot_id, started=now, state="sent"))
+            await conn.execute(update(schema.boots).where(schema.boots.c.id == boot_id)
+                               .values(deployment_id=deployment_id))
+
+    async def _status_effects(self, conn: AsyncConnection, boot_id: str, state: str, now: float,
+                              rename: str | None) -> None:
+        """A status from an installer: runs and the host follow it (success marks the host installed)."""
+        r, h, b = schema.deployment_runs, schema.hosts, schema.boots
+        boot = (await conn.execute(select(b.c.host_id, b.c.deployment_id).where(b.c.id == boot_id))).first()
+        if boot is None or boot.host_id is None:
+            return
+        if state in ("started", "step"):
+            await conn.execute(update(r).where((r.c.boot_id == boot_id) & (r.c.state == "sent"))
+                               .values(state="running"))
+        elif state in ("success", "failure"):
+            await conn.execute(update(r).where(r.c.boot_id == boot_id).values(state=state, finished=now))
+            if state == "success":
+                await conn.execute(update(h).where(h.c.id == boot.host_id)
+                                   .values(installed_at=now, wipe_approved=False))
+        if rename:
+            name = re.sub(r"[^A-Za-z0-9-]+", "-", rename).strip("-")[:63]
+            if name:
+                clash = (await conn.execute(select(h.c.id).where((h.c.name == name) & (h.c.id != boot.host_id)))
+                         ).first()
+                if clash is None:
+                    await conn.execute(update(h).where(h.c.id == boot.host_id).values(name=name))
+                    await self._audit(conn, "installer", "host.renamed", name, True,
+                                      {"host_id": boot.host_id, "boot_id": boot_id}, now)
+                else:
+                    await self._audit(conn, "installer", "host.renamed", name, False,
+                                      {"host_id": boot.host_id, "boot_id": boot_id, "reason": "name taken"}, now)
+
+    # ---- hosts
+
+    async def list_hosts(self, *, limit: int = 100, after: int = 0, collection: int | None = None
+                         ) -> list[dict[str, Any]]:
+        h, hm, cm = schema.hosts, schema.host_macs, schema.collection_members
+        q = select(h).where(h.c.id > after).order_by(h.c.id).limit(limit)
+        if collection is not None:
+            q = q.where(h.c.id.in_(select(cm.c.host_id).where(cm.c.collection_id == collection)))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+            macs: dict[int, list[str]] = {r.id: [] for r in rows}
+            if rows:
+                for mr in (await conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(list(macs)))
+                                              .order_by(hm.c.first_seen))).all():
+                    macs[mr.host_id].append(mr.mac)
+        return [_host_dict(r, macs[r.id]) for r in rows]
+
+    async def get_host(self, host_id: int) -> dict[str, Any]:
+        h, hm, cm = schema.hosts, schema.host_macs, schema.collection_members
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(h).where(h.c.id == host_id))).first()
+            if row is None:
+                raise NotFound(f"no host {host_id}")
+            macs = [x.mac for x in (await conn.execute(select(hm.c.mac).where(hm.c.host_id == host_id)
+                                                       .order_by(hm.c.first_seen))).all()]
+            static = [x.collection_id for x in (await conn.execute(
+                select(cm.c.collection_id).where(cm.c.host_id == host_id))).all()]
+        d = _host_dict(row, macs)
+        d["static_collections"] = static
+        return d
+
+    async def update_host(self, host_id: int, actor: str, **values: Any) -> dict[str, Any]:
+        h = schema.hosts
+        allowed = {"name", "known", "wipe_approved", "installed_at"}
+        bad = set(values) - allowed
+        if bad:
+            raise ValueError(f"cannot change {', '.join(sorted(bad))}")
+        async with self.engine.begin() as conn:
+            try:
+                res = await conn.execute(update(h).where(h.c.id == host_id).values(**values))
+            except IntegrityError:
+                raise Conflict(f"name {values.get('name')!r} is taken") from None
+            if res.rowcount == 0:
+                raise NotFound(f"no host {host_id}")
+            await self._audit(conn, actor, "host.updated", str(host_id), None, values, time.time())
+        return await self.get_host(host_id)
+
+    async def shared_mac_list(self) -> list[dict[str, Any]]:
+        sm = schema.shared_macs
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(sm).order_by(sm.c.mac))).all()
+        return [{"mac": r.mac, "time": r.time, "reason": r.reason} for r in rows]
+
+    async def set_mac_shared(self, mac: str, shared: bool, actor: str) -> None:
+        sm = schema.shared_macs
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(sm).where(sm.c.mac == mac))
+            if shared:
+                await conn.execute(insert(sm).values(mac=mac, time=now, reason=f"marked by {actor}"))
+            await self._audit(conn, actor, "mac.shared" if shared else "mac.unshared", mac, None, {}, now)
+
+    # ---- collections
+
+    async def create_collection(self, name: str, rules: list[dict[str, Any]], description: str, actor: str
+                                ) -> dict[str, Any]:
+        c = schema.collections
+        now = time.time()
+        async with self.engine.begin() as conn:
+            try:
+                res = await conn.execute(insert(c).values(name=name, rules=_j(rules), description=description,
+                                                          created=now).returning(c.c.id))
+            except IntegrityError:
+                raise Conflict(f"a collection named {name!r} exists") from None
+            cid = int(res.scalar_one())
+            await self._audit(conn, actor, "collection.created", name, None, {"id": cid, "rules": rules}, now)
+        return await self.get_collection(cid)
+
+    async def get_collection(self, cid: int) -> dict[str, Any]:
+        c, cm = schema.collections, schema.collection_members
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(c).where(c.c.id == cid))).first()
+            if row is None:
+                raise NotFound(f"no collection {cid}")
+            members = [x.host_id for x in (await conn.execute(
+                select(cm.c.host_id).where(cm.c.collection_id == cid).order_by(cm.c.host_id))).all()]
+        return _collection_dict(row, members)
+
+    async def collection_id(self, ref: str) -> int:
+        """A collection's id from its id or name."""
+        c = schema.collections
+        async with self.engine.connect() as conn:
+            q = select(c.c.id).where(c.c.id == int(ref)) if ref.isdigit() else select(c.c.id).where(c.c.name == ref)
+            row = (await conn.execute(q)).first()
+        if row is None:
+            raise NotFound(f"no collection {ref!r}")
+        return int(row.id)
+
+    async def list_collections(self, *, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
+        c, cm = schema.collections, schema.collection_members
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(c).where(c.c.id > after).order_by(c.c.id).limit(limit))).all()
+            counts = {x.collection_id: x.n for x in (await conn.execute(
+                select(cm.c.collection_id, func.count().label("n")).group_by(cm.c.collection_id))).all()}
+        out = []
+        for r in rows:
+            d = _collection_dict(r)
+            del d["members"]
+            d["static_members"] = counts.get(r.id, 0)
+            out.append(d)
+        return out
+
+    async def update_collection(self, cid: int, actor: str, **values: Any) -> dict[str, Any]:
+        c = schema.collections
+        if "rules" in values:
+            values["rules"] = _j(values["rules"])
+        async with self.engine.begin() as conn:
+            try:
+                res = await conn.execute(update(c).where(c.c.id == cid).values(**values))
+            except IntegrityError:
+                raise Conflict("a collection with that name exists") from None
+            if res.rowcount == 0:
+                raise NotFound(f"no collection {cid}")
+            await self._audit(conn, actor, "collection.updated", str(cid), None,
+                              {k: (orjson.loads(v) if k == "rules" else v) for k, v in values.items()}, time.time())
+        return await self.get_collection(cid)
+
+    async def delete_collection(self, cid: int, actor: str) -> None:
+        c, cm, d = schema.collections, schema.collection_members, schema.deployments
+        async with self.engine.begin() as conn:
+            used = (await conn.execute(select(d.c.id).where(d.c.collection_id == cid).limit(1))).first()
+            if used is not None:
+                raise Conflict(f"collection {cid} has deployments: delete them first")
+            await conn.execute(delete(cm).where(cm.c.collection_id == cid))
+            res = await conn.execute(delete(c).where(c.c.id == cid))
+            if res.rowcount == 0:
+                raise NotFound(f"no collection {cid}")
+            await self._audit(conn, actor, "collection.deleted", str(cid), None, {}, time.time())
+
+    async def set_member(self, cid: int, host_id: int, member: bool, actor: str) -> None:
+        cm, c, h = schema.collection_members, schema.collections, schema.hosts
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(c.c.id).where(c.c.id == cid))).first() is None:
+                raise NotFound(f"no collection {cid}")
+            if (await conn.execute(select(h.c.id).where(h.c.id == host_id))).first() is None:
+                raise NotFound(f"no host {host_id}")
+            await conn.execute(delete(cm).where((cm.c.collection_id == cid) & (cm.c.host_id == host_id)))
+            if member:
+                await conn.execute(insert(cm).values(collection_id=cid, host_id=host_id))
+            await self._audit(conn, actor, "collection.member.added" if member else "collection.member.removed",
+                              str(cid), None, {"host_id": host_id}, time.time())
+
+    # ---- deployments
+
+    async def create_deployment(self, values: dict[str, Any], actor: str) -> dict[str, Any]:
+        d = schema.deployments
+        now = time.time()
+        row = dict(values)
+        row["profile"] = _j(row["profile"])
+        async with self.engine.begin() as conn:
+            try:
+                res = await conn.execute(insert(d).values(created=now, **row).returning(d.c.id))
+            except IntegrityError:
+                raise Conflict(f"a deployment named {values['name']!r} exists, or its collection does not") from None
+            did = int(res.scalar_one())
+            await self._audit(conn, actor, "deployment.created", values["name"], None, {"id": did, **values}, now)
+        return await self.get_deployment(did)
+
+    async def get_deployment(self, did: int) -> dict[str, Any]:
+        d = schema.deployments
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(d).where(d.c.id == did))).first()
+        if row is None:
+            raise NotFound(f"no deployment {did}")
+        return _deployment_dict(row)
+
+    async def deployment(self, did: int) -> Deployment | None:
+        d = schema.deployments
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(d).where(d.c.id == did))).first()
+        return None if row is None else deployment_from_row(row)
+
+    async def list_deployments(self, *, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
+        d = schema.deployments
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(d).where(d.c.id > after).order_by(d.c.id).limit(limit))).all()
+        return [_deployment_dict(r) for r in rows]
+
+    async def update_deployment(self, did: int, values: dict[str, Any], actor: str) -> dict[str, Any]:
+        d = schema.deployments
+        row = dict(values)
+        if "profile" in row:
+            row["profile"] = _j(row["profile"])
+        async with self.engine.begin() as conn:
+            try:
+                res = await conn.execute(update(d).where(d.c.id == did).values(**row))
+            except IntegrityError:
+                raise Conflict("name taken or collection missing") from None
+            if res.rowcount == 0:
+                raise NotFound(f"no deployment {did}")
+            await self._audit(conn, actor, "deployment.updated", str(did), None, values, time.time())
+        return await self.get_deployment(did)
+
+    async def delete_deployment(self, did: int, actor: str) -> None:
+        d, a = schema.deployments, schema.approvals
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(a).where(a.c.deployment_id == did))
+            res = await conn.execute(delete(d).where(d.c.id == did))
+            if res.rowcount == 0:
+                raise NotFound(f"no deployment {did}")
+            await self._audit(conn, actor, "deployment.deleted", str(did), None, {}, time.time())
+
+    async def list_runs(self, *, host_id: int | None = None, deployment_id: int | None = None, limit: int = 100,
+                        after: int = 0) -> list[dict[str, Any]]:
+        r = schema.deployment_runs
+        q = select(r).where(r.c.id > after).order_by(r.c.id).limit(limit)
+        if host_id is not None:
+            q = q.where(r.c.host_id == host_id)
+        if deployment_id is not None:
+            q = q.where(r.c.deployment_id == deployment_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [{"id": x.id, "deployment_id": x.deployment_id, "host_id": x.host_id, "boot_id": x.boot_id,
+                 "started": x.started, "state": x.state, "finished": x.finished} for x in rows]
+
+    # ---- approvals
+
+    async def approve(self, did: int, host_id: int, actor: str, note: str = "") -> dict[str, Any]:
+        a, d, h = schema.approvals, schema.deployments, schema.hosts
+        now = time.time()
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(d.c.id).where(d.c.id == did))).first() is None:
+                raise NotFound(f"no deployment {did}")
+            if (await conn.execute(select(h.c.id).where(h.c.id == host_id))).first() is None:
+                raise NotFound(f"no host {host_id}")
+            await conn.execute(delete(a).where((a.c.deployment_id == did) & (a.c.host_id == host_id)))
+            res = await conn.execute(insert(a).values(deployment_id=did, host_id=host_id, approved_by=actor,
+                                                      time=now, note=note).returning(a.c.id))
+            aid = int(res.scalar_one())
+            await self._audit(conn, actor, "approval.granted", f"{did}/{host_id}", True, {"note": note}, now)
+        return {"id": aid, "deployment_id": did, "host_id": host_id, "approved_by": actor, "time": now, "note": note}
+
+    async def revoke(self, aid: int, actor: str) -> None:
+        a = schema.approvals
+        async with self.engine.begin() as conn:
+            res = await conn.execute(delete(a).where(a.c.id == aid))
+            if res.rowcount == 0:
+                raise NotFound(f"no approval {aid}")
+            await self._audit(conn, actor, "approval.revoked", str(aid), None, {}, time.time())
+
+    async def list_approvals(self, *, limit: int = 100, after: int = 0) -> list[dict[str, Any]]:
+        a = schema.approvals
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(a).where(a.c.id > after).order_by(a.c.id).limit(limit))).all()
+        return [{"id": r.id, "deployment_id": r.deployment_id, "host_id": r.host_id, "approved_by": r.approved_by,
+                 "time": r.time, "note": r.note} for r in rows]
+
+    async def pending_approvals(self, deployment_id: int | None = None) -> list[dict[str, Any]]:
+        """Hosts that booted while a deployment needing approval targeted them (from the audit log)."""
+        al = schema.audit_log
+        q = select(al).where(al.c.action == "approval.needed").order_by(al.c.id.desc()).limit(1000)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+            granted = {(x.deployment_id, x.host_id) for x in (await conn.execute(select(schema.approvals))).all()}
+        seen: set[tuple[int, int]] = set()
+        out = []
+        for r in rows:
+            det = orjson.loads(r.detail)
+            key = (int(det["deployment_id"]), int(det["host_id"]))
+            if key in seen or key in granted or (deployment_id is not None and key[0] != deployment_id):
+                continue
+            seen.add(key)
+            out.append({"deployment_id": key[0], "host_id": key[1], "time": r.time})
+        return out
+
+    # ---- re-image guard
+
+    async def wipe_decision(self, boot_id: str, ident: Identity, disks: list[dict[str, Any]], now: float
+                            ) -> tuple[bool, str, int | None]:
+        """May the installer of `boot_id` wipe its disk? Yes only for a new machine (no recorded install)
+        or one explicitly approved for wiping. Every answer is audited."""
+        b, h = schema.boots, schema.hosts
+        async with self.engine.begin() as conn:
+            boot = (await conn.execute(select(b.c.host_id, b.c.mac).where(b.c.id == boot_id))).first()
+            host = None
+            if boot is not None and boot.host_id is not None:
+                host = (await conn.execute(select(h).where(h.c.id == boot.host_id))).first()
+            if boot is None:
+                allowed, reason = False, "unknown boot id"
+            elif host is None:
+                allowed, reason = False, "the boot is not tied to an identified machine"
+            elif boot.mac != ident.mac or (ident.good_uuid and host.uuid and ident.good_uuid != host.uuid) or (
+                    ident.good_serial and host.serial and ident.good_serial != host.serial):
+                allowed, reason = False, "identity does not match the machine this boot was given to"
+            elif host.wipe_approved:
+                allowed, reason = True, "explicitly approved for wiping"
+            elif host.installed_at is not None:
+                allowed, reason = False, "machine has a recorded successful install; approve the wipe first"
+            elif any(bool(d.get("has_os")) for d in disks):
+                allowed, reason = False, "a disk holds an operating system bootgate did not install; approve first"
+            else:
+                allowed, reason = True, "new machine"
+            await self._audit(conn, "installer", "wipe.asked", boot_id[:64], allowed,
+                              {"reason": reason, "mac": ident.mac, "uuid": ident.uuid, "serial": ident.serial,
+                               "disks": disks[:32], "host_id": host.id if host is not None else None}, now)
+        return allowed, reason, (host.id if host is not None else None)
+
+    # ---- audit
+
+    async def _audit(self, conn: AsyncConnection, actor: str, action: str, target: str, allowed: bool | None,
+                     detail: dict[str, Any], now: float) -> None:
+        await conn.execute(insert(schema.audit_log).values(time=now, actor=actor[:128], action=action,
+                                                           target=target[:256], allowed=allowed, detail=_j(detail)))
+
+    async def audit(self, actor: str, action: str, target: str, allowed: bool | None, detail: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await self._audit(conn, actor, action, target, allowed, detail, time.time())
+
+    async def list_audit(self, *, action: str | None = None, limit: int = 100, before: int | None = None
+                         ) -> list[dict[str, Any]]:
+        al = schema.audit_log
+        q = select(al).order_by(al.c.id.desc()).limit(limit)
+        if action:
+            q = q.where(al.c.action == action)
+        if before is not None:
+            q = q.where(al.c.id < before)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [{"id": r.id, "time": r.time, "actor": r.actor, "action": r.action, "target": r.target,
+                 "allowed": r.allowed if r.allowed is None else bool(r.allowed), "detail": orjson.loads(r.detail)}
+                for r in rows]
+
+    # ---- API tokens
+
+    async def create_token(self, name: str, role: str, actor: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        t = schema.api_tokens
+        token = "bgt_" + secrets.token_urlsafe(32)
+        async with self.engine.begin() as conn:
+            try:
+                await conn.execute(insert(t).values(name=name, role=role, token_sha256=token_hash(token),
+                                                    created=time.time()))
+            except IntegrityError:
+                raise Conflict(f"a token named {name!r} exists") from None
+            await self._audit(conn, actor, "token.created", name, None, {"role": role}, time.time())
+        return token
+
+    async def token_role(self, token: str) -> tuple[str, str] | None:
+        t = schema.api_tokens
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.c.name, t.c.role).where(t.c.token_sha256 == token_hash(token)))).first()
+        return None if row is None else (str(row.name), str(row.role))
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        t = schema.api_tokens
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t).order_by(t.c.id))).all()
+        return [{"id": r.id, "name": r.name, "role": r.role, "created": r.created} for r in rows]
+
+    async def delete_token(self, name: str, actor: str) -> None:
+        t = schema.api_tokens
+        async with self.engine.begin() as conn:
+            res = await conn.execute(delete(t).where(t.c.name == name))
+            if res.rowcount == 0:
+                raise NotFound(f"no token {name!r}")
+            await self._audit(conn, actor, "token.deleted", name, None, {}, time.time())
+
+    # ---- reports
+
+    async def report(self, by: str, *, since: float | None = None, until: float | None = None
+                     ) -> list[dict[str, Any]]:
+        """Boots and installs grouped by day, collection (static), model or result."""
+        if by not in REPORT_KEYS:
+            raise ValueError(f"by must be one of {', '.join(REPORT_KEYS)}")
+        b, r, cm, c = schema.boots, schema.deployment_runs, schema.collection_members, schema.collections
+        conds: list[ColumnElement[bool]] = []
+        if since is not None:
+            conds.append(b.c.time >= since)
+        if until is not None:
+            conds.append(b.c.time < until)
+        q = (select(b.c.id, b.c.time, b.c.host_id, b.c.manufacturer, b.c.product, b.c.action, r.c.state)
+             .select_from(b.outerjoin(r, r.c.boot_id == b.c.id)))
+        if conds:
+            q = q.where(and_(*conds))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+            colls: dict[int, list[str]] = {}
+            if by == "collection":
+                for m in (await conn.execute(select(cm.c.host_id, c.c.name)
+                                             .select_from(cm.join(c, c.c.id == cm.c.collection_id)))).all():
+                    colls.setdefault(m.host_id, []).append(m.name)
+        groups: dict[str, dict[str, Any]] = {}
+        for x in rows:
+            keys = self._report_keys(by, x, colls)
+            for k in keys:
+                g = groups.setdefault(k, {by: k, "boots": 0, "deployments_started": 0, "installs_succeeded": 0,
+                                          "installs_failed": 0})
+                g["boots"] += 1
+                if x.state is not None:
+                    g["deployments_started"] += 1
+                    if x.state == "success":
+                        g["installs_succeeded"] += 1
+                    elif x.state == "failure":
+                        g["installs_failed"] += 1
+        return [groups[k] for k in sorted(groups)]
+
+    @staticmethod
+    def _report_keys(by: str, x: Any, colls: dict[int, list[str]]) -> list[str]:
+        if by == "day":
+            return [datetime.datetime.fromtimestamp(x.time, datetime.UTC).strftime("%Y-%m-%d")]
+        if by == "model":
+            return [f"{x.manufacturer} {x.product}".strip() or "(unknown)"]
+        if by == "collection":
+            return colls.get(x.host_id, ["(none)"]) if x.host_id is not None else ["(none)"]
+        if x.state is not None:
+            return [x.state if x.state in ("success", "failure") else "unfinished"]
+        return [f"no deployment ({x.action})"]
+
+
+def report_csv(rows: list[dict[str, Any]], by: str) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    cols = [by, "boots", "deployments_started", "installs_succeeded", "installs_failed"]
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r[k] for k in cols])
+    return out.getvalue()

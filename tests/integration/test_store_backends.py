@@ -1,0 +1,155 @@
+"""The store on real SQLite and real PostgreSQL: migrations from the foundation schema, identity
+matching, zero-touch registration, deployments and runs, approvals, the re-image guard, reports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bootgate.policy.identity import Identity
+from bootgate.store import BootRecord, Conflict, Store, migrate
+from tests.integration.pgserver import PgServer, pg_server  # noqa: F401
+
+UUID_A = "8d1f4a2e-1b3c-4d5e-9f60-0a1b2c3d4e5f"
+UUID_B = "5e4d3c2b-1a0f-4e9d-8c7b-6a5f4e3d2c1b"
+DONGLE = "00:e0:4c:68:00:01"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    pg: PgServer = request.getfixturevalue("pg_server")
+    return await pg.new_database()
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(db_url)
+    yield s
+    await s.close()
+
+
+async def test_upgrade_from_foundation_schema_keeps_rows(db_url: str) -> None:
+    # a database as the foundation left it: its tables with rows, no alembic_version
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(migrate.upgrade, migrate.FOUNDATION_REVISION)
+        await conn.execute(sa.text("DROP TABLE alembic_version"))
+        await conn.execute(sa.text(
+            "INSERT INTO boots (id, time, mac, uuid, serial, manufacturer, product, buildarch, platform,"
+            " reported_ip, client_ip, scheme, action, kernel, initrd, args) VALUES ('b1', 5.0,"
+            " '52:54:00:00:00:01', '', '', 'QEMU', 'PC', 'x86_64', 'pcbios', '', '198.18.0.5', 'https',"
+            " 'boot', 'vmlinuz', 'initrd', 'console=ttyS0')"))
+        await conn.execute(sa.text("INSERT INTO actions (mac, kernel, initrd, args, updated) VALUES"
+                                   " ('52:54:00:00:00:01', 'vmlinuz', 'initrd', '', 1.0)"))
+        await conn.execute(sa.text("INSERT INTO boot_statuses (boot_id, time, state, message) VALUES"
+                                   " ('b1', 6.0, 'success', 'done')"))
+        await conn.execute(sa.text("INSERT INTO events (kind, time, mac, client_ip, detail) VALUES"
+                                   " ('boot', 5.0, '52:54:00:00:00:01', '198.18.0.5', '{}')"))
+    await engine.dispose()
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(migrate.current_revision) == migrate.head_revision()
+        boots = await store.list_boots()
+        assert [b["id"] for b in boots] == ["b1"]
+        assert boots[0]["statuses"][0]["state"] == "success" and boots[0]["capabilities"] == {}
+        assert (await store.get_action("52:54:00:00:00:01")) is not None
+        assert len(await store.list_events()) == 1
+        assert [c["name"] for c in await store.list_collections()] == ["unknown"]
+    finally:
+        await store.close()
+    # opening again is a no-op (already at head)
+    store = await Store.open(db_url)
+    await store.close()
+
+
+async def _ident(store: Store, mac: str, uuid: str = "", serial: str = "") -> int | None:
+    host_id, _ = await store.identify(Identity(mac, uuid, serial), manufacturer="Dell", product="Latitude 7440",
+                                      now=100.0)
+    return host_id
+
+
+async def test_identity_matching_cases(store: Store) -> None:
+    a = await _ident(store, "52:54:00:00:00:0a", UUID_A, "SERIALAAA")
+    assert a is not None
+    # same machine again, and with a replaced NIC (new MAC, same UUID + serial)
+    assert await _ident(store, "52:54:00:00:00:0a", UUID_A, "SERIALAAA") == a
+    assert await _ident(store, "52:54:00:00:00:0b", UUID_A, "SERIALAAA") == a
+    assert sorted((await store.get_host(a))["macs"]) == ["52:54:00:00:00:0a", "52:54:00:00:00:0b"]
+    # a shared USB dongle: two laptops with different UUID/serial through one MAC
+    l1 = await _ident(store, DONGLE, UUID_B, "LAPTOP111")
+    l2 = await _ident(store, DONGLE, "", "LAPTOP222")
+    assert l1 is not None and l2 is not None and l1 != l2
+    assert DONGLE in [m["mac"] for m in await store.shared_mac_list()]
+    assert await _ident(store, DONGLE, UUID_B, "LAPTOP111") == l1
+    # the dongle alone identifies nobody now, and registers nobody
+    assert await _ident(store, DONGLE, "00000000-0000-0000-0000-000000000000", "To be filled by O.E.M.") is None
+    # bogus UUID shared by cloned boards: the serial decides
+    bogus = "03000200-0400-0500-0006-000700080009"
+    c1 = await _ident(store, "52:54:00:00:00:c1", bogus, "CLONE0001")
+    c2 = await _ident(store, "52:54:00:00:00:c2", bogus, "CLONE0002")
+    assert c1 != c2
+    # a duplicate good UUID with a different serial is a different machine
+    d = await _ident(store, "52:54:00:00:00:d1", UUID_A, "OTHERSERIAL")
+    assert d not in (a, None)
+
+
+async def test_zero_touch_names_and_rename_conflicts(store: Store) -> None:
+    await store.set_setting("name_pattern", "WS-{serial|uuid8}")
+    h1 = await _ident(store, "52:54:00:00:01:01", UUID_A, "")
+    h2 = await _ident(store, "52:54:00:00:01:02", "", "ABC 123/x")
+    assert h1 is not None and h2 is not None
+    assert (await store.get_host(h1))["name"] == "WS-8d1f4a2e"
+    assert (await store.get_host(h2))["name"] == "WS-ABC-123-x"
+    with pytest.raises(Conflict):
+        await store.update_host(h2, "test", name="WS-8d1f4a2e")
+
+
+async def _boot(store: Store, boot_id: str, host_id: int, mac: str, t: float = 100.0) -> None:
+    await store.record_boot(BootRecord(
+        id=boot_id, time=t, mac=mac, uuid=UUID_A, serial="SERIALAAA", manufacturer="Dell", product="Latitude",
+        buildarch="x86_64", platform="efi", reported_ip="", client_ip="198.18.0.9", scheme="https",
+        action="menu", host_id=host_id, capabilities={"buildarch": "x86_64", "features": ["HTTPS"]}))
+
+
+async def test_runs_statuses_guard_and_reports(store: Store) -> None:
+    mac = "52:54:00:00:02:01"
+    host = await _ident(store, mac, UUID_A, "SERIALAAA")
+    assert host is not None
+    unknown = await store.collection_id("unknown")
+    dep = await store.create_deployment({
+        "name": "win11", "collection_id": unknown, "profile": {"kind": "chain", "url": "https://x.example/a"},
+        "intent": "required", "countdown": 5, "window_start": None, "window_end": None, "one_shot": True,
+        "require_approval": False, "enabled": True, "priority": 0}, "test")
+    await _boot(store, "b" * 32, host, mac)
+    # new machine, no OS on disk: yes; the identity must match the boot
+    ok, why, _ = await store.wipe_decision("b" * 32, Identity(mac, UUID_A, "SERIALAAA"), [{"has_os": False}], 1.0)
+    assert ok and why == "new machine"
+    ok, _, _ = await store.wipe_decision("b" * 32, Identity(mac, UUID_B, "SERIALAAA"), [], 1.0)
+    assert not ok
+    await store.record_run(dep["id"], host, "b" * 32, 101.0)
+    assert await store.add_status("b" * 32, "success", "installed", rename="lab-pc-01")
+    h = await store.get_host(host)
+    assert h["installed_at"] is not None and h["name"] == "lab-pc-01"
+    assert (await store.list_runs(host_id=host))[0]["state"] == "success"
+    # installed: no more wiping unless approved
+    await _boot(store, "c" * 32, host, mac, 200.0)
+    ok, why, _ = await store.wipe_decision("c" * 32, Identity(mac, UUID_A, "SERIALAAA"), [], 2.0)
+    assert not ok and "recorded successful install" in why
+    await store.update_host(host, "test", wipe_approved=True)
+    ok, _, _ = await store.wipe_decision("c" * 32, Identity(mac, UUID_A, "SERIALAAA"), [], 3.0)
+    assert ok
+    audit = await store.list_audit(action="wipe.asked")
+    assert [a["allowed"] for a in audit] == [True, False, False, True]
+    by_result = {r["result"]: r for r in await store.report("result")}
+    assert by_result["success"]["installs_succeeded"] == 1 and by_result["no deployment (menu)"]["boots"] == 1
+    by_model = await store.report("model")
+    assert by_model == [{"model": "Dell Latitude", "boots": 2, "deployments_started": 1, "installs_succeeded": 1,
+                         "installs_failed": 0}]
+    assert (await store.report("day"))[0]["day"] == "1970-01-01"
