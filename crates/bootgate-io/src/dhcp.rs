@@ -11,15 +11,19 @@
 //! parsed ([`PxeRequest`]), decided ([`decide`]) against the current policy snapshot, answered
 //! ([`ProxyReply`]), counted, and reported as a [`DhcpEvent`] when it came from a PXE client.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bootgate_wire::dhcp::{decide, Decision, Ignore, MessageType, Port, ProxyReply, PxeRequest};
+use bootgate_wire::dhcp::{
+    classify, decide, ArchFamily, BootTarget, ClientKind, Decision, Error as WireError, Ignore, MessageType, Port,
+    ProxyReply, PxeRequest,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::counters::Counters;
@@ -64,8 +68,15 @@ pub struct DhcpEvent {
     /// Port the request arrived on (67 or 4011).
     pub port: u16,
     pub relay: Option<Ipv4Addr>,
+    /// Relay agent information (option 82) as sent, for policy and inventory.
+    pub relay_agent_info: Option<Vec<u8>>,
     /// What was sent: the boot file or URL, or "" when the request was ignored.
     pub answer: String,
+    /// Why it was not answered ("" when answered): `unknown_arch`, `no_boot_program`,
+    /// `other_server`, `other_message`, `denied`, `not_allowed`, `unknown_machine`, `send_error`.
+    pub reason: &'static str,
+    /// The reply waits `response_delay_ms` before it is sent (standby server).
+    pub delayed: bool,
 }
 
 /// Counter names, in index order. The names are API (Python exports them as metrics).
@@ -73,14 +84,31 @@ pub struct DhcpEvent {
 /// - `received`: datagrams read from either socket.
 /// - `answered_offer` / `answered_ack`: proxy OFFERs / ACKs sent.
 /// - `ignored_not_pxe`: requests whose option 60 is not `PXEClient...`/`HTTPClient...`.
-/// - `ignored_unknown_arch`: PXE requests with no boot program for their architecture.
+/// - `ignored_unknown_arch`: PXE requests whose architecture code no family covers (or that
+///   have none), with no default configured.
 /// - `ignored_other_server`: REQUESTs addressed to another server (option 54).
 /// - `dropped_malformed`: datagrams that are not a well-formed DHCP request (including
-///   BOOTREPLYs and plain BOOTP without option 53).
+///   BOOTREPLYs and plain BOOTP without option 53); split by reason in `malformed_*`.
 /// - `send_errors`: replies that could not be built (too large for the client) or sent.
 /// - `events_dropped`: events lost because Python did not drain the queue in time.
 /// - `ignored_other_message`: PXE messages proxyDHCP does not answer (RELEASE, DECLINE, INFORM
 ///   on 67, DISCOVER on 4011, ...).
+/// - `ignored_no_boot_program`: a known architecture with no program / URL configured.
+/// - `ignored_denied` / `ignored_not_allowed` / `ignored_unknown_machine`: refused by the MAC
+///   rules (deny pattern; not on the allow list; known-only mode and not known).
+/// - `answered_default_arch`: answers (sent) that used the default for an unknown code.
+/// - `answered_http_boot`: answers (sent) to UEFI HTTP Boot clients.
+/// - `requests_<type>`: PXE requests (option 60 PXEClient/HTTPClient) by DHCP message type
+///   (`discover`, `request`, `inform`, `other`).
+/// - `requests_arch_<family>`: PXE requests by architecture family (`bios`, `efi_ia32`,
+///   `efi_x64`, `arm32`, `arm64`, `riscv32`, `riscv64`, `riscv128`, `loongarch32`,
+///   `loongarch64`), `requests_arch_unknown` (a code no family covers), `requests_arch_none`
+///   (no code at all); `requests_http_boot`: PXE requests from HTTP Boot clients.
+/// - `malformed_<reason>`: `dropped_malformed` by reason (see `bootgate_wire::dhcp::Error::reason`).
+/// - `relay_requests`: PXE requests that came through a relay (giaddr set);
+///   `relay_option82`: PXE requests carrying option 82; `relay_replies`: replies sent to a relay.
+/// - `replies_delayed`: replies queued for `response_delay_ms` (counted again as answered when
+///   sent); `delayed_dropped`: delayed replies dropped because the queue was full.
 pub const COUNTER_NAMES: &[&str] = &[
     "received",
     "answered_offer",
@@ -92,6 +120,58 @@ pub const COUNTER_NAMES: &[&str] = &[
     "send_errors",
     "events_dropped",
     "ignored_other_message",
+    "ignored_no_boot_program",
+    "ignored_denied",
+    "ignored_not_allowed",
+    "ignored_unknown_machine",
+    "answered_default_arch",
+    "answered_http_boot",
+    "requests_discover",
+    "requests_request",
+    "requests_inform",
+    "requests_other",
+    "requests_http_boot",
+    "requests_arch_unknown",
+    "requests_arch_none",
+    "relay_requests",
+    "relay_option82",
+    "relay_replies",
+    "replies_delayed",
+    "delayed_dropped",
+    // ARCH_BASE: one per ArchFamily, in ArchFamily::ALL order.
+    "requests_arch_bios",
+    "requests_arch_efi_ia32",
+    "requests_arch_efi_x64",
+    "requests_arch_arm32",
+    "requests_arch_arm64",
+    "requests_arch_riscv32",
+    "requests_arch_riscv64",
+    "requests_arch_riscv128",
+    "requests_arch_loongarch32",
+    "requests_arch_loongarch64",
+    // MALFORMED_BASE: one per MALFORMED_REASONS entry.
+    "malformed_truncated",
+    "malformed_bad_magic_cookie",
+    "malformed_option_truncated",
+    "malformed_bad_hardware_length",
+    "malformed_not_request",
+    "malformed_missing_message_type",
+    "malformed_bad_option_length",
+];
+
+/// Index of `requests_arch_bios`; the families follow in [`ArchFamily::ALL`] order.
+const ARCH_BASE: usize = C::DelayedDropped as usize + 1;
+/// Index of the first `malformed_*` counter.
+const MALFORMED_BASE: usize = ARCH_BASE + ArchFamily::COUNT;
+/// Parse error reasons with a counter, in counter order.
+const MALFORMED_REASONS: [&str; 7] = [
+    "truncated",
+    "bad_magic_cookie",
+    "option_truncated",
+    "bad_hardware_length",
+    "not_request",
+    "missing_message_type",
+    "bad_option_length",
 ];
 
 #[derive(Clone, Copy)]
@@ -106,6 +186,24 @@ enum C {
     SendErrors,
     EventsDropped,
     IgnoredOtherMessage,
+    IgnoredNoBootProgram,
+    IgnoredDenied,
+    IgnoredNotAllowed,
+    IgnoredUnknownMachine,
+    AnsweredDefaultArch,
+    AnsweredHttpBoot,
+    RequestsDiscover,
+    RequestsRequest,
+    RequestsInform,
+    RequestsOther,
+    RequestsHttpBoot,
+    RequestsArchUnknown,
+    RequestsArchNone,
+    RelayRequests,
+    RelayOption82,
+    RelayReplies,
+    RepliesDelayed,
+    DelayedDropped,
 }
 
 /// Events kept for Python between drains; more are dropped and counted.
@@ -116,6 +214,8 @@ const BATCH: usize = 64;
 const RCVBUF: usize = 1 << 20;
 /// Largest UDP payload.
 const RECV_BUF: usize = 65_535;
+/// Delayed replies held at most (a standby under a flood drops the excess, counted).
+const DELAY_CAPACITY: usize = 16_384;
 
 /// State shared by the handle and the packet thread.
 #[derive(Debug)]
@@ -128,6 +228,10 @@ struct Shared {
 impl Shared {
     fn inc(&self, c: C) {
         self.counters.inc(c as usize);
+    }
+
+    fn inc_at(&self, index: usize) {
+        self.counters.inc(index);
     }
 
     fn policy(&self) -> Arc<DhcpPolicy> {
@@ -261,6 +365,17 @@ fn reply_destination(
     }
 }
 
+/// A reply waiting for its send time (standby server, `response_delay_ms`).
+struct Pending {
+    due: Instant,
+    dest: SocketAddr,
+    reply: MessageType,
+    http_boot: bool,
+    default_arch: bool,
+    to_relay: bool,
+    bytes: Vec<u8>,
+}
+
 /// The packet thread's state.
 struct Worker {
     shared: Arc<Shared>,
@@ -274,14 +389,25 @@ impl Worker {
     fn run(self, stop_rx: UnixStream) {
         let mut buf = vec![0u8; RECV_BUF];
         let mut out = vec![0u8; RECV_BUF];
+        // Delays are the same for every reply of one policy, so the queue stays in due order
+        // (a policy swap to a shorter delay may send a few replies early: harmless).
+        let mut pending: VecDeque<Pending> = VecDeque::new();
         let pollfd = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         let mut fds = [pollfd(self.dhcp.as_raw_fd()), pollfd(self.pxe.as_raw_fd()), pollfd(stop_rx.as_raw_fd())];
         loop {
             for f in fds.iter_mut() {
                 f.revents = 0;
             }
+            let timeout = match pending.front() {
+                None => -1,
+                Some(p) => {
+                    let wait = p.due.saturating_duration_since(Instant::now());
+                    // Round up so a wake-up is never before the due time.
+                    i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+                }
+            };
             // SAFETY: `fds` is a valid array of three pollfd structs for the duration of the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                     std::thread::sleep(Duration::from_millis(10));
@@ -292,18 +418,52 @@ impl Worker {
                 return;
             }
             if fds[0].revents != 0 {
-                self.drain_socket(&self.dhcp, Port::Dhcp, &mut buf, &mut out);
+                self.drain_socket(&self.dhcp, Port::Dhcp, &mut buf, &mut out, &mut pending);
             }
             if fds[1].revents != 0 {
-                self.drain_socket(&self.pxe, Port::BootServer, &mut buf, &mut out);
+                self.drain_socket(&self.pxe, Port::BootServer, &mut buf, &mut out, &mut pending);
             }
+            self.send_due(&mut pending);
         }
     }
 
-    fn drain_socket(&self, sock: &UdpSocket, port: Port, buf: &mut [u8], out: &mut [u8]) {
+    fn send_due(&self, pending: &mut VecDeque<Pending>) {
+        let now = Instant::now();
+        while pending.front().is_some_and(|p| p.due <= now) {
+            let Some(p) = pending.pop_front() else { break };
+            let sent = self.dhcp.send_to(&p.bytes, p.dest).is_ok();
+            self.count_sent(sent, p.reply, p.http_boot, p.default_arch, p.to_relay);
+        }
+    }
+
+    fn count_sent(&self, sent: bool, reply: MessageType, http_boot: bool, default_arch: bool, to_relay: bool) {
+        let shared = &self.shared;
+        if !sent {
+            return shared.inc(C::SendErrors);
+        }
+        shared.inc(if reply == MessageType::Offer { C::AnsweredOffer } else { C::AnsweredAck });
+        if http_boot {
+            shared.inc(C::AnsweredHttpBoot);
+        }
+        if default_arch {
+            shared.inc(C::AnsweredDefaultArch);
+        }
+        if to_relay {
+            shared.inc(C::RelayReplies);
+        }
+    }
+
+    fn drain_socket(
+        &self,
+        sock: &UdpSocket,
+        port: Port,
+        buf: &mut [u8],
+        out: &mut [u8],
+        pending: &mut VecDeque<Pending>,
+    ) {
         for _ in 0..BATCH {
             match sock.recv_from(buf) {
-                Ok((n, from)) => self.handle(sock, port, &buf[..n], from, out),
+                Ok((n, from)) => self.handle(sock, port, &buf[..n], from, out, pending),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // WouldBlock: drained. Anything else (e.g. a queued ICMP error): try next wake-up.
                 Err(_) => return,
@@ -311,43 +471,113 @@ impl Worker {
         }
     }
 
-    fn handle(&self, sock: &UdpSocket, port: Port, data: &[u8], from: SocketAddr, out: &mut [u8]) {
+    fn count_malformed(&self, e: &WireError) {
+        self.shared.inc(C::DroppedMalformed);
+        if let Some(i) = MALFORMED_REASONS.iter().position(|r| *r == e.reason()) {
+            self.shared.inc_at(MALFORMED_BASE + i);
+        }
+    }
+
+    fn count_request(&self, req: &PxeRequest) {
+        let shared = &self.shared;
+        shared.inc(match req.message_type {
+            MessageType::Discover => C::RequestsDiscover,
+            MessageType::Request => C::RequestsRequest,
+            MessageType::Inform => C::RequestsInform,
+            _ => C::RequestsOther,
+        });
+        let class = req.client_arch.map(classify);
+        match class {
+            None => shared.inc(C::RequestsArchNone),
+            Some(None) => shared.inc(C::RequestsArchUnknown),
+            Some(Some(c)) => shared.inc_at(ARCH_BASE + c.family.index()),
+        }
+        if req.is_http_boot() || class.flatten().is_some_and(|c| c.http) {
+            shared.inc(C::RequestsHttpBoot);
+        }
+        if req.relay().is_some() {
+            shared.inc(C::RelayRequests);
+        }
+        if req.relay_agent_info.is_some() {
+            shared.inc(C::RelayOption82);
+        }
+    }
+
+    fn handle(
+        &self,
+        sock: &UdpSocket,
+        port: Port,
+        data: &[u8],
+        from: SocketAddr,
+        out: &mut [u8],
+        pending: &mut VecDeque<Pending>,
+    ) {
         let shared = &self.shared;
         shared.inc(C::Received);
         let req = match PxeRequest::parse_bytes(data) {
             Ok(req) => req,
-            Err(_) => return shared.inc(C::DroppedMalformed),
+            Err(e) => return self.count_malformed(&e),
         };
+        if !req.is_pxe() {
+            // Not a PXE client: no event (most DHCP traffic on 67 is this).
+            return shared.inc(C::IgnoredNotPxe);
+        }
+        self.count_request(&req);
         let policy = shared.policy();
-        let answer = match decide(&req, &policy, port, self.settings.server_ip) {
+        let mut delayed = false;
+        let (answer, reason) = match decide(&req, &policy, port, self.settings.server_ip) {
             Decision::Ignore(why) => {
-                shared.inc(match why {
-                    Ignore::NotPxe => C::IgnoredNotPxe,
-                    Ignore::UnknownArch(_) => C::IgnoredUnknownArch,
-                    Ignore::OtherServer => C::IgnoredOtherServer,
-                    Ignore::OtherMessage(_) => C::IgnoredOtherMessage,
-                });
-                if why == Ignore::NotPxe {
-                    return; // not a PXE client: no event (most DHCP traffic on 67 is this)
-                }
-                String::new()
+                let (c, reason) = match why {
+                    Ignore::NotPxe => (C::IgnoredNotPxe, "not_pxe"),
+                    Ignore::UnknownArch(_) => (C::IgnoredUnknownArch, "unknown_arch"),
+                    Ignore::NoBootProgram(_) => (C::IgnoredNoBootProgram, "no_boot_program"),
+                    Ignore::OtherServer => (C::IgnoredOtherServer, "other_server"),
+                    Ignore::OtherMessage(_) => (C::IgnoredOtherMessage, "other_message"),
+                    Ignore::Denied => (C::IgnoredDenied, "denied"),
+                    Ignore::NotAllowed => (C::IgnoredNotAllowed, "not_allowed"),
+                    Ignore::UnknownMachine => (C::IgnoredUnknownMachine, "unknown_machine"),
+                };
+                shared.inc(c);
+                (String::new(), reason)
             }
             Decision::Answer(a) => {
                 let reply = ProxyReply::new(&req, &a, self.settings.server_ip, &policy);
                 let dest = reply_destination(&req, port, from, &self.settings, self.ports.0);
-                let sent = reply.emit(out).ok().and_then(|n| sock.send_to(&out[..n], dest).ok());
-                match (sent, a.reply) {
-                    (None, _) => {
+                let http_boot = a.client == ClientKind::HttpBoot;
+                let default_arch = matches!(a.target, BootTarget::DefaultProgram | BootTarget::DefaultUrl);
+                let to_relay = port == Port::Dhcp && req.relay().is_some();
+                let delay = policy.response_delay_ms;
+                match reply.emit(out) {
+                    Err(_) => {
                         shared.inc(C::SendErrors);
-                        String::new()
+                        (String::new(), "send_error")
                     }
-                    (Some(_), MessageType::Offer) => {
-                        shared.inc(C::AnsweredOffer);
-                        a.boot_file.to_owned()
+                    Ok(n) if delay > 0 && port == Port::Dhcp => {
+                        delayed = true;
+                        shared.inc(C::RepliesDelayed);
+                        if pending.len() >= DELAY_CAPACITY {
+                            shared.inc(C::DelayedDropped);
+                        } else {
+                            pending.push_back(Pending {
+                                due: Instant::now() + Duration::from_millis(u64::from(delay)),
+                                dest,
+                                reply: a.reply,
+                                http_boot,
+                                default_arch,
+                                to_relay,
+                                bytes: out[..n].to_vec(),
+                            });
+                        }
+                        (a.boot_file.to_owned(), "")
                     }
-                    (Some(_), _) => {
-                        shared.inc(C::AnsweredAck);
-                        a.boot_file.to_owned()
+                    Ok(n) => {
+                        let ok = sock.send_to(&out[..n], dest).is_ok();
+                        self.count_sent(ok, a.reply, http_boot, default_arch, to_relay);
+                        if ok {
+                            (a.boot_file.to_owned(), "")
+                        } else {
+                            (String::new(), "send_error")
+                        }
                     }
                 }
             }
@@ -366,7 +596,10 @@ impl Worker {
                 Port::BootServer => self.ports.1,
             },
             relay: req.relay(),
+            relay_agent_info: req.relay_agent_info.clone(),
             answer,
+            reason,
+            delayed,
         };
         if !shared.events.push(event) {
             shared.inc(C::EventsDropped);
@@ -422,6 +655,23 @@ mod tests {
     }
 
     #[test]
+    fn counter_layout_matches_the_names() {
+        assert_eq!(COUNTER_NAMES[C::DelayedDropped as usize], "delayed_dropped");
+        assert_eq!(COUNTER_NAMES[C::IgnoredOtherMessage as usize], "ignored_other_message");
+        for (i, f) in ArchFamily::ALL.into_iter().enumerate() {
+            assert_eq!(COUNTER_NAMES[ARCH_BASE + i], format!("requests_arch_{}", f.name()));
+        }
+        for (i, r) in MALFORMED_REASONS.iter().enumerate() {
+            assert_eq!(COUNTER_NAMES[MALFORMED_BASE + i], format!("malformed_{r}"));
+        }
+        assert_eq!(MALFORMED_BASE + MALFORMED_REASONS.len(), COUNTER_NAMES.len());
+        let mut sorted = COUNTER_NAMES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), COUNTER_NAMES.len(), "names are unique");
+    }
+
+    #[test]
     fn refuses_to_listen_everywhere() {
         let policy = DhcpPolicy {
             tftp_server: Ipv4Addr::LOCALHOST,
@@ -430,6 +680,7 @@ mod tests {
             script_url: "c".into(),
             script_url_http: None,
             ipxe_encap: Vec::new(),
+            ..DhcpPolicy::default()
         };
         let mut s = settings();
         s.bind_ip = Ipv4Addr::UNSPECIFIED;

@@ -82,6 +82,7 @@ fn captured_clients_are_answered_by_the_engine() {
         script_url: SCRIPT.into(),
         script_url_http: None,
         ipxe_encap: Vec::new(),
+        ..DhcpPolicy::default()
     };
     let engine = DhcpEngine::start(settings, policy).unwrap();
     let (p67, p4011) = engine.local_ports();

@@ -20,6 +20,7 @@ fn policy(bios: &str) -> DhcpPolicy {
         script_url: "https://127.0.0.1:8051/boot.ipxe".into(),
         script_url_http: None,
         ipxe_encap: vec![90, 3, 0xaa, 0xbb, 0xcc],
+        ..DhcpPolicy::default()
     }
 }
 
@@ -332,7 +333,7 @@ fn ignored_and_malformed_are_counted_not_answered() {
     bad_option.truncate(260);
     bad_option.extend_from_slice(&[60, 200, b'P']); // length past the end
     l.client.send_to(&bad_option, l.dhcp).unwrap();
-    // Unknown architecture (ARM64 UEFI, 11): ignored but reported.
+    // ARM64 UEFI (11) with no arm64 program configured: ignored but reported.
     let arm = request(0x4003, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 11], &opt(60, b"PXEClient:Arch:00011")]);
     l.client.send_to(&arm, l.dhcp).unwrap();
     // REQUEST on 67 for the site's DHCP server.
@@ -358,11 +359,23 @@ fn ignored_and_malformed_are_counted_not_answered() {
     assert_eq!(counter(&l.engine, "answered_offer"), 1);
     assert_eq!(counter(&l.engine, "dropped_malformed"), 4);
     assert_eq!(counter(&l.engine, "ignored_not_pxe"), 1);
-    assert_eq!(counter(&l.engine, "ignored_unknown_arch"), 1);
+    assert_eq!(counter(&l.engine, "ignored_no_boot_program"), 1);
+    assert_eq!(counter(&l.engine, "ignored_unknown_arch"), 0);
     assert_eq!(counter(&l.engine, "ignored_other_server"), 1);
     assert_eq!(counter(&l.engine, "ignored_other_message"), 1);
     assert_eq!(counter(&l.engine, "answered_ack"), 0);
     assert_eq!(counter(&l.engine, "send_errors"), 0);
+    // Drops by reason: two too short (garbage, empty), one without the cookie, one bad TLV.
+    assert_eq!(counter(&l.engine, "malformed_truncated"), 2);
+    assert_eq!(counter(&l.engine, "malformed_bad_magic_cookie"), 1);
+    assert_eq!(counter(&l.engine, "malformed_option_truncated"), 1);
+    // PXE requests by type and architecture (the non-PXE one is not among them).
+    assert_eq!(counter(&l.engine, "requests_discover"), 2);
+    assert_eq!(counter(&l.engine, "requests_request"), 1);
+    assert_eq!(counter(&l.engine, "requests_other"), 1);
+    assert_eq!(counter(&l.engine, "requests_arch_bios"), 3);
+    assert_eq!(counter(&l.engine, "requests_arch_arm64"), 1);
+    assert_eq!(counter(&l.engine, "relay_requests"), 0);
 
     let events = drain_all(&l.engine);
     let summary: Vec<(u8, Option<u16>, &str)> =
@@ -450,7 +463,7 @@ fn stop_joins_and_releases_the_ports() {
 #[test]
 fn event_queue_overflow_is_counted() {
     let l = lab();
-    // More PXE requests than the queue holds (4096), never drained; unknown arch so no replies.
+    // More PXE requests than the queue holds (4096), never drained; ARM64 without a program so no replies.
     let arm = request(0x8001, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 11], &opt(60, b"PXEClient")]);
     let total = 4200u64;
     let mut sent = 0u64;
@@ -463,7 +476,7 @@ fn event_queue_overflow_is_counted() {
         wait_counter(&l.engine, "received", sent);
     }
     wait_counter(&l.engine, "received", total);
-    assert_eq!(counter(&l.engine, "ignored_unknown_arch"), total);
+    assert_eq!(counter(&l.engine, "ignored_no_boot_program"), total);
     assert_eq!(counter(&l.engine, "events_dropped"), total - 4096);
     assert_eq!(l.engine.drain_events(10_000).len(), 4096);
 }

@@ -162,6 +162,7 @@ fn broadcast_offer_on_a_bound_interface() {
             script_url: "https://198.18.201.1/boot.ipxe".into(),
             script_url_http: None,
             ipxe_encap: Vec::new(),
+            ..DhcpPolicy::default()
         };
         DhcpEngine::start(settings, policy).expect("engine on bgd0")
     });

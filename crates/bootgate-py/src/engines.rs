@@ -45,6 +45,7 @@ fn dhcp_policy(
         script_url,
         script_url_http,
         ipxe_encap,
+        ..DhcpPolicy::default()
     })
 }
 

@@ -76,6 +76,7 @@ fn policy() -> DhcpPolicy {
         script_url: "https://198.18.0.2:8051/boot.ipxe".into(),
         script_url_http: None,
         ipxe_encap: Vec::new(),
+        ..DhcpPolicy::default()
     }
 }
 

@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use bootgate_wire::dhcp::{
-    decide, Answer, BootTarget, ClientKind, Decision, DhcpPolicy, Error, Ignore, MessageType, Nii, Port, ProxyReply,
-    PxeRequest,
+    decide, Answer, ArchFamily, BootTarget, ClientKind, Decision, DhcpPolicy, Error, Ignore, MessageType, Nii, Port,
+    ProxyReply, PxeRequest,
 };
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -155,6 +155,7 @@ fn policy() -> DhcpPolicy {
         script_url: "https://198.18.0.2:8051/boot.ipxe".into(),
         script_url_http: None,
         ipxe_encap: vec![90, 32, 0xab, 0xcd], // not a real fingerprint length; raw bytes are passed as is
+        ..DhcpPolicy::default()
     }
 }
 
@@ -287,11 +288,19 @@ fn arch_9_is_uefi_x64_and_unknown_arch_is_ignored() {
         let req = PxeRequest::parse_bytes(&b).unwrap();
         assert_eq!(answer_of(decide(&req, &p, Port::Dhcp, SERVER)).target, expect.unwrap());
     }
-    for arch in [6u16, 10, 11, 16, 0xffff] {
+    // Known families with nothing configured for them, and codes no family covers.
+    for (arch, why) in [
+        (6u16, Ignore::NoBootProgram(6)),
+        (10, Ignore::NoBootProgram(10)),
+        (11, Ignore::NoBootProgram(11)),
+        (16, Ignore::NoBootProgram(16)),
+        (2, Ignore::UnknownArch(Some(2))),
+        (0xffff, Ignore::UnknownArch(Some(0xffff))),
+    ] {
         let a = arch.to_be_bytes();
         let b = request(1, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, a[0], a[1]], &opt(60, b"PXEClient")]);
         let req = PxeRequest::parse_bytes(&b).unwrap();
-        assert_eq!(decide(&req, &p, Port::Dhcp, SERVER), Decision::Ignore(Ignore::UnknownArch(Some(arch))));
+        assert_eq!(decide(&req, &p, Port::Dhcp, SERVER), Decision::Ignore(why));
     }
     // No option 93 and a bare vendor class: no architecture at all.
     let b = request(1, 0, [0; 4], [0; 4], &[&[53, 1, 1], &opt(60, b"PXEClient")]);
@@ -421,20 +430,26 @@ fn other_messages_and_non_pxe_are_ignored() {
 
 #[test]
 fn http_boot_client_echoes_httpclient() {
-    let p = policy();
-    // A (hypothetical) HTTPClient reporting arch 7 is answered with option 60 HTTPClient and no 43.
+    let mut p = policy();
+    // An HTTPClient reporting arch 7 is an HTTP Boot client: without an http_efi_x64 URL it is
+    // not answered (a TFTP program name is no use to it).
     let b =
         request(5, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 7], &opt(60, b"HTTPClient:Arch:00007:UNDI:003000")]);
+    let req = PxeRequest::parse_bytes(&b).unwrap();
+    assert_eq!(decide(&req, &p, Port::Dhcp, SERVER), Decision::Ignore(Ignore::NoBootProgram(7)));
+    assert!(p.boot.set("http_efi_x64", "http://198.18.0.2:8050/content/ipxe.efi".into()));
     let (req, r) = reply_for(&b, Port::Dhcp, &p);
     assert!(req.is_http_boot() && req.is_pxe());
+    assert_eq!(c_field(&r[108..236]), b"http://198.18.0.2:8050/content/ipxe.efi");
     let o = reply_options(&r);
     assert_eq!(find(&o, 60), Some(b"HTTPClient".to_vec()));
     assert_eq!(find(&o, 43), None);
     assert_eq!(find(&o, 67), None, "not asked for and fits in file");
-    // Real UEFI HTTP boot reports arch 16: not in today's table.
+    // Real UEFI HTTP boot reports arch 16: the same x64 URL.
     let b = request(5, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 16], &opt(60, b"HTTPClient:Arch:00016")]);
     let req = PxeRequest::parse_bytes(&b).unwrap();
-    assert_eq!(decide(&req, &p, Port::Dhcp, SERVER), Decision::Ignore(Ignore::UnknownArch(Some(16))));
+    let a = answer_of(decide(&req, &p, Port::Dhcp, SERVER));
+    assert_eq!((a.target, a.client), (BootTarget::Url(ArchFamily::EfiX64), ClientKind::HttpBoot));
 }
 
 #[test]

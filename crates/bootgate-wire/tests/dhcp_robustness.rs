@@ -43,6 +43,7 @@ fn policy() -> DhcpPolicy {
         script_url: "https://198.18.0.2/boot.ipxe".into(),
         script_url_http: Some("http://198.18.0.2/boot.ipxe".into()),
         ipxe_encap: vec![90, 32, 1, 2, 3],
+        ..DhcpPolicy::default()
     }
 }
 

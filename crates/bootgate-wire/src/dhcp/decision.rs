@@ -2,7 +2,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{arch, MessageType, PxeRequest};
+use super::arch_table::{classify, ArchClass, ArchFamily};
+use super::policy::{subnet_for, Access, BootTable, Refusal, SubnetBoot};
+use super::{MessageType, PxeRequest};
 
 /// What to answer. Swapped whole and atomically by Python when policy changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,9 +19,49 @@ pub struct DhcpPolicy {
     pub script_url: String,
     /// Script URL for iPXE clients without HTTPS support (None: chain them to the boot program).
     pub script_url_http: Option<String>,
-    /// Raw DHCP option 175 sub-options (e.g. 175.90 trust fingerprints) sent in every offer/ack;
-    /// empty for none.
+    /// Raw DHCP option 175 sub-options (e.g. 175.90 trust fingerprints, 175.1 priority) sent in
+    /// every offer/ack; empty for none.
     pub ipxe_encap: Vec<u8>,
+    /// Every other architecture (and HTTP Boot URLs, and the defaults for unknown codes). Its
+    /// `bios` / `efi_x64` PXE slots are ignored: `boot_bios` / `boot_efi_x64` hold those.
+    pub boot: BootTable,
+    /// MAC allow/deny and known-machines-only rules.
+    pub access: Access,
+    /// Per-subnet boot tables (most specific match first; empty entries fall back to the global
+    /// ones).
+    pub subnets: Vec<SubnetBoot>,
+    /// Delay before answering on the DHCP port (67), for a standby server; 0 answers at once.
+    /// Answers on 4011 are never delayed (they go to the server the client chose).
+    pub response_delay_ms: u32,
+}
+
+impl Default for DhcpPolicy {
+    /// Answers nobody (every entry empty); fill in what is needed.
+    fn default() -> Self {
+        Self {
+            tftp_server: Ipv4Addr::UNSPECIFIED,
+            boot_bios: String::new(),
+            boot_efi_x64: String::new(),
+            script_url: String::new(),
+            script_url_http: None,
+            ipxe_encap: Vec::new(),
+            boot: BootTable::default(),
+            access: Access::default(),
+            subnets: Vec::new(),
+            response_delay_ms: 0,
+        }
+    }
+}
+
+impl DhcpPolicy {
+    /// The global entry for a known class ("" when none).
+    pub fn global_entry(&self, class: ArchClass) -> &str {
+        match (class.family, class.http) {
+            (ArchFamily::Bios, false) => &self.boot_bios,
+            (ArchFamily::EfiX64, false) => &self.boot_efi_x64,
+            _ => self.boot.get(class),
+        }
+    }
 }
 
 /// The port a request arrived on.
@@ -36,12 +78,20 @@ pub enum Port {
 pub enum Ignore {
     /// Option 60 is not `PXEClient...` / `HTTPClient...`.
     NotPxe,
-    /// No boot program for the client's architecture (or no architecture at all).
+    /// An architecture code no family covers (or none at all), and no default configured.
     UnknownArch(Option<u16>),
+    /// A known architecture with no boot program / URL configured for it.
+    NoBootProgram(u16),
     /// A REQUEST meant for another server (option 54 names someone else, or is absent on 67).
     OtherServer,
     /// A message type proxyDHCP does not answer (RELEASE, DECLINE, DISCOVER on 4011, ...).
     OtherMessage(MessageType),
+    /// The MAC matches a deny pattern.
+    Denied,
+    /// An allow list exists and the MAC is not on it.
+    NotAllowed,
+    /// Known-machines-only mode and the MAC is not known.
+    UnknownMachine,
 }
 
 /// What kind of client we answer; decides option 60 and option 43 of the reply.
@@ -51,15 +101,26 @@ pub enum ClientKind {
     Firmware,
     /// iPXE: user class `iPXE` or option 175.
     Ipxe,
-    /// UEFI HTTP boot (`HTTPClient`): option 60 `HTTPClient` echoed.
+    /// UEFI HTTP boot (`HTTPClient`, or an HTTP architecture code): option 60 `HTTPClient`, a
+    /// URL as boot file.
     HttpBoot,
 }
 
 /// Which policy entry was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootTarget {
+    /// `boot_bios` (or a subnet's bios entry).
     Bios,
+    /// `boot_efi_x64` (or a subnet's efi_x64 entry).
     EfiX64,
+    /// The boot program of another family.
+    Program(ArchFamily),
+    /// The HTTP Boot URL of a family.
+    Url(ArchFamily),
+    /// The default program (unknown architecture code).
+    DefaultProgram,
+    /// The default HTTP Boot URL (unknown architecture code).
+    DefaultUrl,
     /// `script_url` (iPXE with HTTPS).
     Script,
     /// `script_url_http` (iPXE without HTTPS, when allowed).
@@ -82,25 +143,42 @@ pub enum Decision<'p> {
     Answer(Answer<'p>),
 }
 
-/// The boot program for an architecture, or `None` when we have none for it.
-/// (A full architecture table is a later step; today: 0 BIOS, 7 and 9 UEFI x64.)
+/// The global boot program for a PXE architecture code, or `None` when we have none for it.
 pub fn boot_program(arch_type: u16, policy: &DhcpPolicy) -> Option<(BootTarget, &str)> {
-    match arch_type {
-        arch::BIOS => Some((BootTarget::Bios, policy.boot_bios.as_str())),
-        arch::EFI_X64 | arch::EFI_BC => Some((BootTarget::EfiX64, policy.boot_efi_x64.as_str())),
-        _ => None,
+    let class = classify(arch_type).filter(|c| !c.http)?;
+    Some((target_of(class), policy.global_entry(class))).filter(|(_, f)| !f.is_empty())
+}
+
+fn target_of(class: ArchClass) -> BootTarget {
+    match (class.family, class.http) {
+        (family, true) => BootTarget::Url(family),
+        (ArchFamily::Bios, false) => BootTarget::Bios,
+        (ArchFamily::EfiX64, false) => BootTarget::EfiX64,
+        (family, false) => BootTarget::Program(family),
     }
+}
+
+/// The address that places a request in a subnet: the relay (`giaddr`), else the RFC 3527 link
+/// selection sub-option (82.5), else the client's own address (`ciaddr`).
+pub fn subnet_address(req: &PxeRequest) -> Option<Ipv4Addr> {
+    req.relay().or_else(|| req.link_selection()).or_else(|| (!req.ciaddr.is_unspecified()).then_some(req.ciaddr))
 }
 
 /// Decides whether and how to answer `req`, which arrived on `port`; `server_id` is our address
 /// (option 54 of our replies).
 ///
-/// Order of the checks: not PXE, then message type / addressee, then architecture. On 67 a
-/// DISCOVER gets an OFFER and a REQUEST whose option 54 is ours gets an ACK; on 4011 a REQUEST or
-/// INFORM gets an ACK unless its option 54 names another server. iPXE clients get the HTTPS
-/// script URL when they report 175.20, else the HTTP script URL when the policy has one, else
-/// the boot program for their architecture (chaining an old iPXE to the current one over TFTP).
-/// An empty `script_url` counts as unset.
+/// Order of the checks: not PXE, then message type / addressee, then access (deny, allow,
+/// known-only), then the boot file. On 67 a DISCOVER gets an OFFER and a REQUEST whose option
+/// 54 is ours gets an ACK; on 4011 a REQUEST or INFORM gets an ACK unless its option 54 names
+/// another server. iPXE clients get the HTTPS script URL when they report 175.20, else the HTTP
+/// script URL when the policy has one, else the boot program for their architecture (chaining
+/// an old iPXE to the current one over TFTP). An empty `script_url` counts as unset.
+///
+/// The boot file: the architecture code (option 93, else the vendor class `Arch:` field) is
+/// classified ([`classify`]); an HTTP Boot client (an HTTP code, or vendor class `HTTPClient`)
+/// gets the family's URL, others its program; the subnet table (by [`subnet_address`]) is
+/// asked first, then the global one. A code no family covers gets the default (subnet, then
+/// global) or is ignored; a known family without an entry is ignored.
 pub fn decide<'p>(req: &PxeRequest, policy: &'p DhcpPolicy, port: Port, server_id: Ipv4Addr) -> Decision<'p> {
     if !req.is_pxe() {
         return Decision::Ignore(Ignore::NotPxe);
@@ -118,9 +196,14 @@ pub fn decide<'p>(req: &PxeRequest, policy: &'p DhcpPolicy, port: Port, server_i
         }
         (_, other) => return Decision::Ignore(Ignore::OtherMessage(other)),
     };
+    if let Err(refusal) = check_access(&policy.access, req) {
+        return Decision::Ignore(refusal);
+    }
+    let class = req.client_arch.and_then(classify);
+    let http = req.is_http_boot() || class.is_some_and(|c| c.http);
     let client = if req.is_ipxe() {
         ClientKind::Ipxe
-    } else if req.is_http_boot() {
+    } else if http {
         ClientKind::HttpBoot
     } else {
         ClientKind::Firmware
@@ -133,10 +216,36 @@ pub fn decide<'p>(req: &PxeRequest, policy: &'p DhcpPolicy, port: Port, server_i
             return answer(reply, BootTarget::ScriptHttp, url, client);
         }
     }
-    match req.client_arch.and_then(|a| boot_program(a, policy)) {
-        Some((target, file)) => answer(reply, target, file, client),
-        None => Decision::Ignore(Ignore::UnknownArch(req.client_arch)),
+    let http = client == ClientKind::HttpBoot;
+    let subnet = subnet_address(req).and_then(|ip| subnet_for(&policy.subnets, ip));
+    match class.map(|c| ArchClass { http, ..c }) {
+        Some(class) => {
+            let local = subnet.map(|s| s.boot.get(class)).filter(|f| !f.is_empty());
+            let file = local.unwrap_or_else(|| policy.global_entry(class));
+            match (file.is_empty(), req.client_arch) {
+                (false, _) => answer(reply, target_of(class), file, client),
+                (true, Some(code)) => Decision::Ignore(Ignore::NoBootProgram(code)),
+                (true, None) => Decision::Ignore(Ignore::UnknownArch(None)),
+            }
+        }
+        None => {
+            let local = subnet.map(|s| s.boot.default_for(http)).filter(|f| !f.is_empty());
+            let file = local.unwrap_or_else(|| policy.boot.default_for(http));
+            if file.is_empty() {
+                return Decision::Ignore(Ignore::UnknownArch(req.client_arch));
+            }
+            let target = if http { BootTarget::DefaultUrl } else { BootTarget::DefaultProgram };
+            answer(reply, target, file, client)
+        }
     }
+}
+
+fn check_access(access: &Access, req: &PxeRequest) -> Result<(), Ignore> {
+    access.check(&req.mac()).map_err(|r| match r {
+        Refusal::Denied => Ignore::Denied,
+        Refusal::NotAllowed => Ignore::NotAllowed,
+        Refusal::UnknownMachine => Ignore::UnknownMachine,
+    })
 }
 
 fn answer(reply: MessageType, target: BootTarget, boot_file: &str, client: ClientKind) -> Decision<'_> {

@@ -12,17 +12,23 @@
 //!
 //! Nothing here panics on any input: every index is checked, every error is a typed [`Error`].
 
+mod arch_table;
 mod decision;
 mod error;
 mod options;
 mod packet;
+mod policy;
 mod reply;
 mod request;
 
-pub use decision::{boot_program, decide, Answer, BootTarget, ClientKind, Decision, DhcpPolicy, Ignore, Port};
+pub use arch_table::{classify, ArchClass, ArchFamily};
+pub use decision::{
+    boot_program, decide, subnet_address, Answer, BootTarget, ClientKind, Decision, DhcpPolicy, Ignore, Port,
+};
 pub use error::Error;
 pub use options::{code, DhcpOption, Options, OptionsWriter};
 pub use packet::{field, Packet, BOOTP_MIN_LEN, HEADER_LEN, MAGIC_COOKIE};
+pub use policy::{subnet_for, Access, BootTable, Ipv4Net, MacPattern, Refusal, SubnetBoot};
 pub use reply::ProxyReply;
 pub use request::{MessageType, Nii, PxeRequest};
 
@@ -50,6 +56,20 @@ pub mod arch {
     pub const EFI_X64: u16 = 7;
     /// EFI BC (in practice sent by x64 UEFI firmware too).
     pub const EFI_BC: u16 = 9;
+    /// x86 (IA32) UEFI.
+    pub const EFI_IA32: u16 = 6;
+    /// ARM 32-bit UEFI.
+    pub const ARM32: u16 = 10;
+    /// ARM 64-bit UEFI.
+    pub const ARM64: u16 = 11;
+    /// x64 UEFI boot from HTTP.
+    pub const HTTP_X64: u16 = 16;
+    /// ARM 64-bit UEFI boot from HTTP.
+    pub const HTTP_ARM64: u16 = 19;
+    /// RISC-V 64-bit UEFI.
+    pub const RISCV64: u16 = 27;
+    /// LoongArch 64-bit UEFI.
+    pub const LOONGARCH64: u16 = 39;
 }
 
 /// iPXE encapsulated option 175 sub-options (feature indicators) used here.
@@ -58,6 +78,11 @@ pub mod ipxe {
     pub const FEATURE_HTTP: u8 = 19;
     /// 175.20: HTTPS support.
     pub const FEATURE_HTTPS: u8 = 20;
+    /// 175.1: priority of this server's offer (signed byte; iPXE prefers higher).
+    pub const PRIORITY: u8 = 1;
+    /// 175.176: "no ProxyDHCP" — read by iPXE only from the offer that carries an address (the
+    /// site DHCP server's), so a proxyDHCP server cannot use it to shorten iPXE's wait.
+    pub const NO_PXEDHCP: u8 = 176;
     /// 175.24: PXE API support.
     pub const FEATURE_PXE: u8 = 24;
     /// 175.90: trusted certificate fingerprints (sent by servers).

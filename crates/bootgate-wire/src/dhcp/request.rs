@@ -202,6 +202,17 @@ impl PxeRequest {
         (!self.giaddr.is_unspecified()).then_some(self.giaddr)
     }
 
+    /// The RFC 3527 link selection sub-option (82.5) of the relay agent information, when present
+    /// and 4 bytes long: the subnet the client is on, as the relay saw it.
+    pub fn link_selection(&self) -> Option<Ipv4Addr> {
+        let info = self.relay_agent_info.as_deref()?;
+        Options::new(info)
+            .map_while(Result::ok)
+            .find(|o| o.code == LINK_SELECTION)
+            .and_then(|o| <[u8; 4]>::try_from(o.data).ok())
+            .map(Ipv4Addr::from)
+    }
+
     /// Option 60 as text (lossy UTF-8).
     pub fn vendor_class_str(&self) -> String {
         String::from_utf8_lossy(&self.vendor_class).into_owned()
@@ -213,6 +224,9 @@ impl PxeRequest {
         parts.join(",")
     }
 }
+
+/// Relay agent information sub-option 5: link selection (RFC 3527).
+const LINK_SELECTION: u8 = 5;
 
 /// Option 97: type 0 then 16 bytes; all-zero and all-FF mean "no UUID".
 fn parse_uuid(v: &[u8]) -> Option<[u8; 16]> {
@@ -282,6 +296,19 @@ mod tests {
         v[0] = 1;
         assert_eq!(parse_uuid(&v), None);
         assert_eq!(parse_uuid(&v[..16]), None);
+    }
+
+    #[test]
+    fn link_selection_suboption() {
+        let mut b = vec![0u8; 236];
+        b[0] = 1;
+        b.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1, 82, 10, 1, 2, b'a', b'b', 5, 4, 198, 18, 9, 0, 255]);
+        let r = PxeRequest::parse_bytes(&b).unwrap();
+        assert_eq!(r.link_selection(), Some(Ipv4Addr::new(198, 18, 9, 0)));
+        let n = b.len();
+        b[n - 7] = 3; // 82.5 of length 3: not an address, ignored
+        let r = PxeRequest::parse_bytes(&b).unwrap();
+        assert_eq!(r.link_selection(), None);
     }
 
     #[test]
