@@ -13,12 +13,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "BootSettings",
+    "BranchCacheSettings",
     "ConfigError",
     "ContentSettings",
     "DhcpSettings",
@@ -103,6 +104,26 @@ class ContentSettings:
 
 
 @dataclass(frozen=True)
+class BranchCacheSettings:
+    """[branchcache]: PeerDist (MS-PCCRTP) answers on /content and their Content Information cache."""
+
+    enabled: bool
+    versions: tuple[int, ...]  # Content Information versions offered, most preferred first
+    passphrase_hex: str  # imported server passphrase (hex); empty = <data_dir>/branchcache/passphrase
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]  # empty = every client
+    exclude_subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    v2_segment_size: int
+    threads: int  # hashing threads, 0 = all cores
+    prebuild: bool  # build Content Information in the background when a file appears or changes
+    scan_interval: int  # seconds between scans of the content root for new/changed files
+
+
+def _default_branchcache() -> BranchCacheSettings:
+    return BranchCacheSettings(enabled=True, versions=(2, 1), passphrase_hex="", subnets=(), exclude_subnets=(),
+                               v2_segment_size=65536, threads=0, prebuild=True, scan_interval=60)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     http: HttpSettings
@@ -114,6 +135,7 @@ class Settings:
     content: ContentSettings
     # Where the settings came from ("bootgate.toml", or "(defaults)").
     source: str
+    branchcache: BranchCacheSettings = field(default_factory=_default_branchcache)
 
     @property
     def public_host(self) -> str:
@@ -169,6 +191,18 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
     },
     "content": {
         "root": (str, "", "default <data_dir>/content; served at /content/"),
+    },
+    "branchcache": {
+        "enabled": (bool, True, "answer iPXE's PeerDist (BranchCache) requests on /content with Content Information"),
+        "versions": (str, "2,1", "Content Information versions offered (1 and/or 2), most preferred first"),
+        "passphrase_hex": (str, "", "server passphrase in hex (e.g. from IIS Export-BCSecretKey, decrypted); "
+                                    "empty = generated in <data_dir>/branchcache/passphrase"),
+        "subnets": (str, "", "comma-separated client networks offered PeerDist; empty = every client"),
+        "exclude_subnets": (str, "", "comma-separated client networks never offered PeerDist"),
+        "v2_segment_size": (int, 65536, "bytes per version 2.0 segment (1..131072)"),
+        "threads": (int, 0, "hashing threads (0 = every core)"),
+        "prebuild": (bool, True, "hash files in the background when they appear or change"),
+        "scan_interval": (int, 60, "seconds between scans of the content root (0 = scan at start only)"),
     },
 }
 
@@ -465,6 +499,45 @@ def load_settings(
         raise fail("dhcp", "server_ip", f"is {dhcp['server_ip']!r}, not an IPv4 address",
                    "set server_ip to this server's IPv4 address")
 
+    bc = values["branchcache"]
+    bc_versions: list[int] = []
+    for part in bc["versions"].split(","):
+        if part.strip() not in ("1", "2") or int(part) in bc_versions:
+            raise fail("branchcache", "versions", f"is {bc['versions']!r}",
+                       'list 1 and/or 2 once each, most preferred first, e.g. "2,1"')
+        bc_versions.append(int(part))
+    bc_nets: dict[str, tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = {}
+    for key in ("subnets", "exclude_subnets"):
+        nets = []
+        for part in (p.strip() for p in bc[key].split(",")):
+            if not part:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise fail("branchcache", key, f"has {part!r}, not a network",
+                           'write networks in CIDR form separated by commas, e.g. "10.1.0.0/16, 198.18.0.0/15"'
+                           ) from None
+        bc_nets[key] = tuple(nets)
+    if bc["passphrase_hex"]:
+        hx = re.sub(r"[\s:]", "", bc["passphrase_hex"])
+        if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", hx):
+            raise fail("branchcache", "passphrase_hex", "is not an even number of hex digits",
+                       "paste the passphrase as hex (spaces and colons allowed) or leave it empty")
+    if not 1 <= bc["v2_segment_size"] <= 131072:
+        raise fail("branchcache", "v2_segment_size", f"is {bc['v2_segment_size']}, outside 1..131072",
+                   "use 65536 (the default) or another size up to 131072 (MS-PCCRC 2.4)")
+    if not 0 <= bc["threads"] <= 1024:
+        raise fail("branchcache", "threads", f"is {bc['threads']}", "use 0 (every core) or a thread count")
+    if bc["scan_interval"] < 0:
+        raise fail("branchcache", "scan_interval", f"is {bc['scan_interval']}", "use 0 or a number of seconds")
+    branchcache = BranchCacheSettings(
+        enabled=bc["enabled"], versions=tuple(bc_versions), passphrase_hex=bc["passphrase_hex"],
+        subnets=bc_nets["subnets"], exclude_subnets=bc_nets["exclude_subnets"],
+        v2_segment_size=bc["v2_segment_size"], threads=bc["threads"], prebuild=bc["prebuild"],
+        scan_interval=bc["scan_interval"],
+    )
+
     # 4. resolved defaults
     data = Path(server["data_dir"]).expanduser()
     if ("server", "data_dir") not in explicit and not _writable_dir(data):
@@ -508,6 +581,7 @@ def load_settings(
         boot=BootSettings(bios=boot["bios"], efi_x64=boot["efi_x64"]),
         content=ContentSettings(root=path_or(values["content"]["root"], data / "content")),
         source=name,
+        branchcache=branchcache,
     )
 
 

@@ -64,4 +64,22 @@ class Metrics:
                                      registry=r)
         self.events_dropped = Gauge("bootgate_events_dropped", "Events the recorder could not write",
                                     registry=r)
+        # BranchCache / PeerDist (python/bootgate/branchcache.py, web/content.py)
+        self.peerdist_builds = Counter("bootgate_peerdist_builds", "Content Information builds, by version and result",
+                                       ["version", "result"], registry=r)
+        self.peerdist_bytes_hashed = Counter("bootgate_peerdist_bytes_hashed",
+                                             "Content bytes hashed into Content Information", registry=r)
+        self.peerdist_cache = Counter("bootgate_peerdist_cache", "PeerDist requests by cache outcome (hit, miss)",
+                                      ["outcome"], registry=r)
+        self.peerdist_responses = Counter("bootgate_peerdist_responses",
+                                          "PeerDist (Content-Encoding: peerdist) responses by version", ["version"],
+                                          registry=r)
+        self.peerdist_identity = Counter("bootgate_peerdist_identity",
+                                         "PeerDist requests answered with the plain file, by reason", ["reason"],
+                                         registry=r)
+        self.peerdist_fallback_requests = Counter("bootgate_peerdist_fallback_requests",
+                                                  "Range requests with MissingDataRequest=true", registry=r)
+        self.peerdist_fallback_bytes = Counter("bootgate_peerdist_fallback_bytes",
+                                               "Bytes sent for MissingDataRequest=true (not supplied by peers)",
+                                               registry=r)
         r.register(EngineCollector(engines))

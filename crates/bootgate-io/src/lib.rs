@@ -1,4 +1,5 @@
-//! The socket loops that drive `bootgate-wire`: the DHCP engine and the TFTP engine.
+//! The socket loops that drive `bootgate-wire`: the DHCP engine and the TFTP engine, and the
+//! multi-core Content Information (MS-PCCRC) builder of files.
 //!
 //! Each engine runs on its own thread, owns its sockets, counts what it does in atomic counters,
 //! and reports to Python through a bounded [`events::EventQueue`] whose readiness is signalled on a
@@ -7,6 +8,7 @@
 pub mod counters;
 pub mod dhcp;
 pub mod events;
+pub mod hashing;
 pub mod tftp;
 
 /// Seconds since the Unix epoch, as a float (the timestamp every event carries).

@@ -3,6 +3,7 @@
 
 mod engines;
 mod error;
+mod pccrc;
 
 use pyo3::prelude::*;
 
@@ -12,5 +13,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BootgateError", m.py().get_type::<error::BootgateError>())?;
     m.add("WireError", m.py().get_type::<error::WireError>())?;
     engines::register(m)?;
+    pccrc::register(m)?;
     Ok(())
 }

@@ -63,9 +63,12 @@ async def healthz(request: Request) -> Response:
 def create_app(settings: Settings, deps: Deps) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.branchcache.enabled:
+            content.branchcache_service_start(app, settings, deps)  # PeerDist: passphrase, background hashing
         try:
             yield
         finally:
+            await content.branchcache_service_stop(app)
             await deps.recorder.flush()
 
     routes = [

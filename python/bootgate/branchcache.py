@@ -1,0 +1,490 @@
+"""BranchCache / PeerDist: the server passphrase, the Content Information cache, MS-PCCRTP negotiation.
+
+Server passphrase and secrets
+-----------------------------
+Every bootgate of a deployment shares one *server passphrase*: arbitrary bytes, 32 random bytes when
+bootgate generates it (``bootgate init`` or the first ``serve``) in ``<data_dir>/branchcache/passphrase``
+(hex text, mode 0600). ``[branchcache] passphrase_hex`` (or ``bootgate hash --passphrase-hex``) imports
+another one, e.g. the one of an IIS server, so that bootgate and IIS hand out identical Content
+Information for identical content.
+
+The formula (MS-PCCRC 2.1 / 2.2, checked byte for byte against IIS 8.5 output): the passphrase is
+taken as raw bytes, never re-encoded; ``Ks(V1) = SHA-256(passphrase)`` (SHA-384 / SHA-512 for those V1
+algorithms), ``Ks(V2) = SHA-512(passphrase)[:32]``; segment secrets are ``Kp = HMAC(Ks, HoD)``. The bytes
+to import from IIS are the server secret key as ``Export-BCSecretKey`` / ``netsh branchcache exportkey``
+carries it once decrypted with the export file's passphrase (the 32 bytes iPXE's test vectors call the
+"server passphrase"); give them as hex. A text passphrase set on Windows with ``Set-BCSecretKey
+-Passphrase`` is turned into that key by Windows in a way this module does not reproduce: export the
+key from such a server and import the hex.
+
+Cache
+-----
+Content Information is keyed by the file's identity (path, device, inode, size, mtime, ctime: a changed
+file is a new key), the build settings (version, algorithm, segment size), and a fingerprint of the
+passphrase. Blobs live in memory (bounded) and under ``<data_dir>/branchcache/ci/``. Builds run in Rust
+on every core with the GIL released (``asyncio.to_thread``), one at a time, in the background: when the
+content root scan finds a new or changed file, or when a PeerDist request finds none cached (that request
+is answered with the plain file meanwhile).
+
+Negotiation (MS-PCCRTP, as iPXE speaks it)
+-------------------------------------------
+iPXE sends ``Accept-Encoding: peerdist``, ``X-P2P-PeerDist: Version=1.1`` and ``X-P2P-PeerDistEx:
+MinContentInformation=1.0, MaxContentInformation=2.0`` on a whole-file GET; the answer is ``200`` with
+``Content-Encoding: peerdist``, ``X-P2P-PeerDist: Version=1.1, ContentLength=<file size>`` and the Content
+Information as body. Blocks no peer had are fetched as plain ``Range`` requests carrying ``X-P2P-PeerDist:
+Version=1.1, MissingDataRequest=true``: those get exact ``206`` answers, their bytes counted as fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import BranchCacheSettings
+    from .metrics import Metrics
+
+log = logging.getLogger("bootgate.branchcache")
+
+PASSPHRASE_FILE = "passphrase"
+PASSPHRASE_BYTES = 32
+MEMORY_LIMIT = 64 * 1024 * 1024  # bytes of Content Information kept in memory
+
+
+class PassphraseError(ValueError):
+    """A passphrase that cannot be used (the message says why and how to fix it)."""
+
+
+# ----------------------------------------------------------------------------------------- passphrase
+
+
+def parse_passphrase_hex(text: str) -> bytes:
+    """Bytes of a hex passphrase; spaces, colons and a leading 0x are ignored."""
+    hx = re.sub(r"[\s:]", "", text)
+    if hx.lower().startswith("0x"):
+        hx = hx[2:]
+    if not hx or not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", hx):
+        raise PassphraseError("the passphrase must be a non-empty, even number of hex digits")
+    return bytes.fromhex(hx)
+
+
+def passphrase_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "branchcache" / PASSPHRASE_FILE
+
+
+def write_passphrase(data_dir: Path, passphrase: bytes) -> Path:
+    """Stores `passphrase` as the server passphrase (hex, mode 0600, replaced atomically)."""
+    path = passphrase_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (passphrase.hex() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def load_or_create_passphrase(data_dir: Path, configured_hex: str = "") -> bytes:
+    """The server passphrase: `configured_hex` if given, else the stored one, else a new random one."""
+    if configured_hex:
+        return parse_passphrase_hex(configured_hex)
+    path = passphrase_path(data_dir)
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        value = secrets.token_bytes(PASSPHRASE_BYTES)
+        write_passphrase(data_dir, value)
+        log.info("generated the BranchCache server passphrase in %s", path)
+        return value
+    except (OSError, UnicodeDecodeError) as e:
+        raise PassphraseError(f"{path}: cannot read the server passphrase: {e}") from None
+    try:
+        return parse_passphrase_hex(text)
+    except PassphraseError as e:
+        raise PassphraseError(f"{path}: {e}: restore it or delete it to generate a new one") from None
+
+
+def passphrase_fingerprint(passphrase: bytes) -> str:
+    """A short public name of a passphrase (not the secret): hex of SHA-256("bootgate" + passphrase)[:8]."""
+    return hashlib.sha256(b"bootgate-branchcache\0" + passphrase).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------- negotiation
+
+
+@dataclass(frozen=True)
+class PeerDistRequest:
+    """What a request says about PeerDist."""
+
+    accepts: bool  # Accept-Encoding lists peerdist (not q=0) and X-P2P-PeerDist is present
+    version: tuple[int, int] | None  # X-P2P-PeerDist Version
+    min_ci: tuple[int, int]
+    max_ci: tuple[int, int]
+    missing_data: bool  # MissingDataRequest=true
+
+    def allowed_versions(self, offered: Iterable[int]) -> list[int]:
+        """The Content Information versions (1, 2) of `offered` (in its order) this client takes."""
+        return [v for v in offered if self.min_ci <= (v, 0) <= self.max_ci]
+
+
+def _params(value: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in (value or "").split(","):
+        k, sep, v = part.partition("=")
+        if sep:
+            out[k.strip().lower()] = v.strip()
+    return out
+
+
+def _version(text: str | None) -> tuple[int, int] | None:
+    m = re.fullmatch(r"\s*(\d{1,3})\.(\d{1,3})\s*", text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _accepts_peerdist(accept_encoding: str | None) -> bool:
+    for item in (accept_encoding or "").split(","):
+        name, _, params = item.partition(";")
+        if name.strip().lower() != "peerdist":
+            continue
+        m = re.search(r"q\s*=\s*([0-9.]+)", params)
+        try:
+            return not (m and float(m.group(1)) == 0.0)
+        except ValueError:
+            return False
+    return False
+
+
+def parse_request(headers: Mapping[str, str]) -> PeerDistRequest:
+    """Reads Accept-Encoding, X-P2P-PeerDist and X-P2P-PeerDistEx (header names case-insensitive).
+
+    MS-PCCRTP: version 1.0 clients take Content Information 1.0 only; a 1.1 client states its range in
+    X-P2P-PeerDistEx (default 1.0..1.0).
+    """
+    h = {k.lower(): v for k, v in headers.items()}
+    pd = _params(h.get("x-p2p-peerdist"))
+    ex = _params(h.get("x-p2p-peerdistex"))
+    version = _version(pd.get("version"))
+    lo = _version(ex.get("mincontentinformation")) or (1, 0)
+    hi = _version(ex.get("maxcontentinformation")) or (1, 0)
+    if version is not None and version < (1, 1):
+        lo, hi = (1, 0), (1, 0)
+    return PeerDistRequest(
+        accepts=_accepts_peerdist(h.get("accept-encoding")) and version is not None,
+        version=version,
+        min_ci=lo,
+        max_ci=hi,
+        missing_data=pd.get("missingdatarequest", "").lower() == "true",
+    )
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """Which clients are offered PeerDist: enabled, inside `subnets` (empty = all), outside `exclude`."""
+
+    enabled: bool = True
+    subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    exclude: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def allows(self, client_ip: str | None) -> bool:
+        if not self.enabled:
+            return False
+        if not self.subnets and not self.exclude:
+            return True
+        try:
+            ip = ipaddress.ip_address(client_ip or "")
+        except ValueError:
+            return not self.subnets
+        if any(ip in n for n in self.exclude):
+            return False
+        return not self.subnets or any(ip in n for n in self.subnets)
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How one version's Content Information is built."""
+
+    version: int
+    hash_algo: str = "sha256"  # V1 only
+    segment_size: int | None = None  # V1: None = 32 MiB (spec); V2: bytes per segment (None = 64 KiB)
+
+    def native_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.version == 1:
+            kw["hash_algo"] = self.hash_algo
+        if self.segment_size is not None:
+            kw["segment_size"] = self.segment_size
+        return kw
+
+    def tag(self) -> str:
+        if self.version == 1:
+            return f"v1-{self.hash_algo}-{self.segment_size or 'spec'}"
+        return f"v2-{self.segment_size or 65536}"
+
+
+@dataclass(frozen=True)
+class FileKey:
+    path: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, path: Path, st: os.stat_result) -> FileKey:
+        return cls(str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _native() -> Any:
+    from . import _native
+
+    return _native
+
+
+class ContentInfoCache:
+    """Content Information of files, built in the background, kept in memory and on disk."""
+
+    def __init__(self, cache_dir: Path, passphrase: bytes, specs: Iterable[BuildSpec], *, threads: int = 0,
+                 metrics: Metrics | None = None, memory_limit: int = MEMORY_LIMIT) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.passphrase = passphrase
+        self.fingerprint = passphrase_fingerprint(passphrase)
+        self.specs = {s.version: s for s in specs}
+        self.threads = threads
+        self.metrics = metrics
+        self.memory_limit = memory_limit
+        self._mem: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._mem_bytes = 0
+        self._pending: dict[str, asyncio.Task[bytes | None]] = {}
+        self._build_lock: asyncio.Lock | None = None
+        self._failed: dict[str, FileKey] = {}  # keys whose build failed (not retried until the file changes)
+        self.builds = 0
+
+    # keys and storage
+
+    def _key(self, fk: FileKey, spec: BuildSpec) -> str:
+        ident = f"{fk.path}\0{fk.dev}\0{fk.ino}\0{fk.size}\0{fk.mtime_ns}\0{fk.ctime_ns}\0{spec.tag()}\0{self.fingerprint}"
+        return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def _prefix(self, fk: FileKey, spec: BuildSpec) -> str:
+        return hashlib.sha256(fk.path.encode("utf-8", "surrogateescape")).hexdigest()[:16] + "-" + spec.tag()
+
+    def _disk_path(self, fk: FileKey, spec: BuildSpec) -> Path:
+        return self.cache_dir / f"{self._prefix(fk, spec)}-{self._key(fk, spec)[:32]}.ci"
+
+    def _remember(self, key: str, blob: bytes) -> None:
+        if key in self._mem:
+            self._mem.move_to_end(key)
+            return
+        self._mem[key] = blob
+        self._mem_bytes += len(blob)
+        while self._mem_bytes > self.memory_limit and len(self._mem) > 1:
+            _, old = self._mem.popitem(last=False)
+            self._mem_bytes -= len(old)
+
+    def lookup(self, path: Path, st: os.stat_result, version: int) -> bytes | None:
+        """The cached Content Information of this file as it is now, or None (never builds)."""
+        spec = self.specs.get(version)
+        if spec is None:
+            return None
+        fk = FileKey.of(path, st)
+        key = self._key(fk, spec)
+        blob = self._mem.get(key)
+        if blob is not None:
+            self._mem.move_to_end(key)
+            return blob
+        try:
+            blob = self._disk_path(fk, spec).read_bytes()
+        except OSError:
+            return None
+        self._remember(key, blob)
+        return blob
+
+    def building(self, path: Path, st: os.stat_result, version: int) -> bool:
+        spec = self.specs.get(version)
+        return spec is not None and self._key(FileKey.of(path, st), spec) in self._pending
+
+    def schedule(self, path: Path, st: os.stat_result, version: int) -> asyncio.Task[bytes | None] | None:
+        """Starts a background build of this file/version unless cached, failed, or already running."""
+        spec = self.specs.get(version)
+        if spec is None:
+            return None
+        fk = FileKey.of(path, st)
+        key = self._key(fk, spec)
+        if key in self._pending:
+            return self._pending[key]
+        if key in self._failed or self.lookup(path, st, version) is not None:
+            return None
+        task = asyncio.get_running_loop().create_task(self._build_bg(path, fk, spec, key))
+        self._pending[key] = task
+        task.add_done_callback(lambda _t: self._pending.pop(key, None))
+        return task
+
+    async def _build_bg(self, path: Path, fk: FileKey, spec: BuildSpec, key: str) -> bytes | None:
+        if self._build_lock is None:
+            self._build_lock = asyncio.Lock()
+        async with self._build_lock:  # one build at a time: each one uses every core
+            try:
+                return await self.build(path, spec.version, expect=fk)
+            except Exception as e:  # noqa: BLE001 - a failed background build is logged and counted
+                self._failed[key] = fk
+                log.warning("content information of %s (version %d) not built: %s", path, spec.version, e)
+                if self.metrics is not None:
+                    self.metrics.peerdist_builds.labels(str(spec.version), "error").inc()
+                return None
+
+    async def build(self, path: Path, version: int, *, expect: FileKey | None = None,
+                    progress: Any = None) -> bytes:
+        """Builds (in a worker thread, GIL released) and stores the Content Information of `path`."""
+        spec = self.specs[version]
+        native = _native()
+        started = time.monotonic()
+        blob, info = await asyncio.to_thread(
+            native.content_information, str(path), version, self.passphrase, threads=self.threads,
+            progress=progress, **spec.native_kwargs())
+        st = await asyncio.to_thread(os.stat, path)
+        fk = FileKey.of(path, st)
+        if (fk.dev, fk.ino, fk.size, fk.mtime_ns) != (info["dev"], info["ino"], info["size"], info["mtime_ns"]) or (
+                expect is not None and fk != expect):
+            raise RuntimeError(f"{path} changed while it was hashed")
+        self.builds += 1
+        if self.metrics is not None:
+            self.metrics.peerdist_builds.labels(str(version), "ok").inc()
+            self.metrics.peerdist_bytes_hashed.inc(info["size"])
+        await asyncio.to_thread(self._store, fk, spec, blob)
+        self._remember(self._key(fk, spec), blob)
+        log.info("content information of %s (version %d, %d bytes, %d segments) built in %.2fs", path, version,
+                 info["size"], info["segments"], time.monotonic() - started)
+        return bytes(blob)
+
+    def _store(self, fk: FileKey, spec: BuildSpec, blob: bytes) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = self._disk_path(fk, spec)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, target)
+        prefix = self._prefix(fk, spec) + "-"
+        for old in self.cache_dir.glob(prefix + "*.ci"):  # earlier versions of the same file
+            if old != target:
+                old.unlink(missing_ok=True)
+
+    async def scan(self, root: Path) -> int:
+        """Schedules builds for every regular file under `root` that has none; returns how many."""
+        def walk() -> list[tuple[Path, os.stat_result]]:
+            out = []
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for name in filenames:
+                    if name.startswith("."):
+                        continue
+                    p = Path(dirpath) / name
+                    try:
+                        st = p.stat()
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        out.append((Path(os.path.realpath(p)), st))
+            return out
+
+        scheduled = 0
+        for p, st in await asyncio.to_thread(walk):
+            for v in self.specs:
+                if self.schedule(p, st, v) is not None:
+                    scheduled += 1
+        return scheduled
+
+    async def wait_idle(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending.values()), return_exceptions=True)
+
+
+def specs_from_settings(bc: BranchCacheSettings) -> list[BuildSpec]:
+    return [BuildSpec(version=v, segment_size=(bc.v2_segment_size if v == 2 else None)) for v in bc.versions]
+
+
+class BranchCacheService:
+    """What /content needs: the cache, the policy and the offered versions."""
+
+    def __init__(self, cache: ContentInfoCache, policy: PeerPolicy, versions: tuple[int, ...],
+                 content_root: Path, scan_interval: int = 0, prebuild: bool = True) -> None:
+        self.cache = cache
+        self.policy = policy
+        self.versions = versions
+        self.content_root = content_root
+        self.scan_interval = scan_interval
+        self.prebuild = prebuild
+        self._scanner: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, metrics: Metrics | None = None) -> BranchCacheService:
+        bc = settings.branchcache
+        data_dir = settings.server.data_dir
+        passphrase = load_or_create_passphrase(data_dir, bc.passphrase_hex)
+        cache = ContentInfoCache(data_dir / "branchcache" / "ci", passphrase, specs_from_settings(bc),
+                                 threads=bc.threads, metrics=metrics)
+        policy = PeerPolicy(enabled=bc.enabled, subnets=bc.subnets, exclude=bc.exclude_subnets)
+        return cls(cache, policy, bc.versions, settings.content.root, bc.scan_interval, bc.prebuild)
+
+    def start(self) -> None:
+        """Starts the background scanner (builds for new/changed files) if prebuilding is on."""
+        if self.prebuild and self.policy.enabled and self._scanner is None:
+            self._scanner = asyncio.get_running_loop().create_task(self._scan_loop())
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                if self.content_root.is_dir():
+                    await self.cache.scan(self.content_root)
+            except Exception as e:  # noqa: BLE001 - keep scanning
+                log.warning("content root scan failed: %s", e)
+            if self.scan_interval <= 0:
+                return
+            await asyncio.sleep(self.scan_interval)
+
+    async def stop(self) -> None:
+        if self._scanner is not None:
+            self._scanner.cancel()
+            try:
+                await self._scanner
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._scanner = None
+        for t in list(self.cache._pending.values()):
+            t.cancel()
+
+    def choose(self, req: PeerDistRequest, client_ip: str | None, path: Path,
+               st: os.stat_result) -> tuple[int, bytes] | str:
+        """(version, blob) to answer with, or the reason for a plain answer."""
+        if not req.accepts:
+            return "not_requested"
+        if not self.policy.allows(client_ip):
+            return "disabled"
+        allowed = req.allowed_versions(self.versions)
+        if not allowed:
+            return "no_common_version"
+        for v in allowed:
+            blob = self.cache.lookup(path, st, v)
+            if blob is not None:
+                return v, blob
+        for v in allowed:
+            self.cache.schedule(path, st, v)
+        return "not_cached"
