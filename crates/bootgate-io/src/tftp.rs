@@ -14,8 +14,16 @@
 //! Files are resolved inside `root` only (see [`resolve`]), read into memory once, by a loader
 //! thread so that reading a large file never stalls the transfers in progress, and shared
 //! (`Arc<[u8]>`) by every transfer of the same file; a changed inode, size or mtime reloads it.
-//! Write requests are refused with ERROR 2. Beyond `max_transfers` a request gets ERROR 0
-//! "server busy". Every request that ends (served, failed or refused) yields one [`TftpEvent`].
+//! Write requests are refused with ERROR 2. Beyond `max_transfers` a request waits in a queue
+//! (first come, first served; at most `max_queued`, each at most [`QUEUE_WAIT`]) and past that
+//! gets ERROR 0 "server busy"; beyond `max_per_client` transfers from one IP address it gets
+//! ERROR 0 "too many transfers". Every request that ends (served, failed or refused) yields one
+//! [`TftpEvent`].
+//!
+//! System calls: the listener has a large receive buffer (the RRQ burst of thousands of machines
+//! powering on at once) and is read with recvmmsg(2); each window goes out in one sendmsg(2) with
+//! UDP_SEGMENT (GSO) where the kernel has it, else in one sendmmsg(2); timers are scanned only
+//! when the earliest deadline is due.
 //!
 //! Each transfer holds a socket, so `start` lifts the process's soft RLIMIT_NOFILE towards its hard
 //! limit when it is below `max_transfers` + 256.
@@ -30,14 +38,16 @@
 //! - `retransmits`: DATA blocks and OACKs sent again; `timeouts`: expired retransmission timers.
 //! - `errors_not_found`, `errors_access` (escape attempts, WRQ, unreadable, not a file),
 //!   `errors_busy`, `errors_option` (invalid option values), `errors_illegal` (mail mode),
-//!   `errors_internal` (no socket for the transfer, e.g. out of file descriptors): refusals sent
-//!   as ERROR packets.
+//!   `errors_internal` (no socket for the transfer, e.g. out of file descriptors),
+//!   `errors_client_limit` (over `max_per_client`): refusals sent as ERROR packets.
+//! - `queued`: requests that waited in the queue for a free transfer.
+//! - `gso_sends`: windows sent as one UDP_SEGMENT buffer.
 //! - `dropped_malformed`: datagrams that do not parse; `dropped_unexpected`: valid packets that
 //!   make no sense where they arrived (DATA to port 69, RRQ to a transfer port).
 //! - `events_dropped`: events lost because Python did not drain the queue in time.
 //! - `active_transfers`: a gauge, the transfers in progress now.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -74,6 +84,24 @@ pub struct TftpSettings {
     pub max_transfers: usize,
 }
 
+/// Admission limits beyond `max_transfers` ([`TftpEngine::start_with`]; [`TftpEngine::start`]
+/// uses the defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TftpLimits {
+    /// Requests kept waiting (first come, first served) while `max_transfers` are in progress;
+    /// beyond it, or after [`QUEUE_WAIT`] in the queue, a request gets ERROR 0 "server busy".
+    pub max_queued: usize,
+    /// Transfers (in progress, queued or waiting for their file) one client IP address may have
+    /// at once; 0: no limit. Beyond it a request gets ERROR 0 "too many transfers".
+    pub max_per_client: usize,
+}
+
+impl Default for TftpLimits {
+    fn default() -> Self {
+        Self { max_queued: 4096, max_per_client: 0 }
+    }
+}
+
 /// A transfer that ended, well or badly.
 #[derive(Clone, Debug)]
 pub struct TftpEvent {
@@ -89,12 +117,21 @@ pub struct TftpEvent {
 
 /// Largest windowsize granted (RFC 7440).
 pub const MAX_WINDOWSIZE: u16 = 16;
+/// Largest window sent as one UDP_SEGMENT buffer (a UDP datagram's payload limit, 65507, less
+/// some room); larger windows go out with sendmmsg.
+const GSO_MAX_BYTES: usize = 65000;
 /// Events kept for Python before new ones are dropped (and counted).
 const EVENT_CAPACITY: usize = 65536;
 /// Files kept in memory while no transfer uses them.
 const CACHE_IDLE_FILES: usize = 64;
 /// Datagrams read from one socket per wake-up, so one busy peer cannot starve the rest.
 const READ_BURST: usize = 64;
+/// Receive buffer asked for the listening socket: room for the RRQ burst of a few thousand
+/// machines powering on at once (about 1 KiB of kernel memory per queued request).
+const LISTENER_RCVBUF: usize = 8 << 20;
+/// How long a request may wait in the queue before it is refused; its client has retransmitted
+/// the RRQ several times by then (and those duplicates were ignored).
+pub const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// Counter names, in index order of [`C`].
 pub const COUNTER_NAMES: &[&str] = &[
@@ -116,6 +153,9 @@ pub const COUNTER_NAMES: &[&str] = &[
     "errors_internal",
     "dropped_malformed",
     "dropped_unexpected",
+    "queued",
+    "errors_client_limit",
+    "gso_sends",
 ];
 
 #[derive(Clone, Copy)]
@@ -138,6 +178,9 @@ enum C {
     ErrorsInternal,
     DroppedMalformed,
     DroppedUnexpected,
+    Queued,
+    ErrorsClientLimit,
+    GsoSends,
 }
 
 /// What the engine thread and its handle share.
@@ -171,6 +214,11 @@ impl TftpEngine {
     /// Binds the listening socket and starts the engine thread. Fails when the root is not a
     /// directory or the address cannot be bound.
     pub fn start(settings: TftpSettings) -> io::Result<Self> {
+        Self::start_with(settings, TftpLimits::default())
+    }
+
+    /// [`TftpEngine::start`] with admission limits of one's own.
+    pub fn start_with(settings: TftpSettings, limits: TftpLimits) -> io::Result<Self> {
         let root = std::fs::canonicalize(&settings.root)
             .map_err(|e| io::Error::new(e.kind(), format!("TFTP root {}: {e}", settings.root.display())))?;
         if !root.is_dir() {
@@ -182,6 +230,7 @@ impl TftpEngine {
         raise_fd_limit(settings.max_transfers);
         let listener = UdpSocket::bind(settings.bind)?;
         listener.set_nonblocking(true)?;
+        sys::set_rcvbuf(listener.as_raw_fd(), LISTENER_RCVBUF);
         let local = listener.local_addr()?;
         // Bound to a wildcard address, the engine learns where each request was sent, so that
         // the transfer answers from that address on a host with several.
@@ -215,6 +264,12 @@ impl TftpEngine {
                 retries: settings.retries,
             },
             max_transfers: settings.max_transfers,
+            max_queued: limits.max_queued,
+            max_per_client: limits.max_per_client,
+            queued: VecDeque::new(),
+            recv: Some(Box::new(sys::RecvBatch::new())),
+            gso: true,
+            earliest: Duration::MAX,
             slots: Vec::new(),
             free: Vec::new(),
             files: FileCache::default(),
@@ -390,31 +445,106 @@ mod sys {
         }
     }
 
-    /// Receives one datagram: its length, its source, and the local address it was sent to when
-    /// pktinfo is enabled (the address a reply must come from).
-    pub fn recv_with_dst(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
-        // SAFETY: all-zero bytes are a valid sockaddr_storage and msghdr.
-        let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut control = [0u64; 32];
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        // SAFETY: as above.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = size_of::<[u64; 32]>() as _;
-        // SAFETY: every pointer in `msg` refers to a live buffer of the stated size.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+    /// A large receive buffer for the listening socket, so that the burst of requests after a
+    /// power cut waits in the kernel instead of being dropped: SO_RCVBUFFORCE (privileged, above
+    /// net.core.rmem_max), else SO_RCVBUF (capped by rmem_max). Best effort.
+    pub fn set_rcvbuf(fd: RawFd, bytes: usize) {
+        let v = bytes.min(i32::MAX as usize) as libc::c_int;
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v).is_err() {
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, v);
         }
-        let src = to_std(&storage).ok_or_else(|| io::Error::other("unknown address family"))?;
+    }
+
+    /// Buffers for one recvmmsg(2) call: `BATCH` datagrams of up to `SLOT` bytes, each with its
+    /// source address and room for its destination (IP_PKTINFO / IPV6_PKTINFO).
+    pub struct RecvBatch {
+        bufs: Vec<u8>,
+        names: Vec<libc::sockaddr_storage>,
+        controls: Vec<[u64; 16]>,
+        /// Per datagram of the last call: length (None if truncated), source, destination.
+        meta: Vec<(Option<usize>, Option<SocketAddr>, Option<IpAddr>)>,
+    }
+
+    pub const BATCH: usize = 64;
+    /// UDP_SEGMENT from linux/udp.h (not in the libc crate for glibc targets).
+    const UDP_SEGMENT: libc::c_int = 103;
+    pub const SLOT: usize = 2048;
+
+    impl std::fmt::Debug for RecvBatch {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("RecvBatch")
+        }
+    }
+
+    impl RecvBatch {
+        pub fn new() -> Self {
+            Self {
+                bufs: vec![0; BATCH * SLOT],
+                // SAFETY: all-zero bytes are a valid sockaddr_storage and mmsghdr.
+                names: vec![unsafe { zeroed() }; BATCH],
+                controls: vec![[0; 16]; BATCH],
+                meta: Vec::with_capacity(BATCH),
+            }
+        }
+
+        /// Receives up to `BATCH` datagrams in one recvmmsg(2); returns how many (0 when none
+        /// waits). Read each with [`RecvBatch::get`].
+        pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+            self.meta.clear();
+            let mut iovs: Vec<libc::iovec> = self
+                .bufs
+                .chunks_mut(SLOT)
+                .map(|chunk| libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: SLOT })
+                .collect();
+            let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
+            for (i, iov) in iovs.iter_mut().enumerate() {
+                // SAFETY: all-zero bytes are a valid mmsghdr.
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = size_of::<[u64; 16]>() as _;
+                hdrs.push(h);
+            }
+            // SAFETY: every header points at live buffers of the stated sizes (owned by `self`
+            // and the local vectors), which outlive the call; MSG_DONTWAIT never blocks.
+            let n = unsafe {
+                libc::recvmmsg(fd, hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
+            }
+            for h in &hdrs[..n as usize] {
+                let i = self.meta.len();
+                let len = (h.msg_hdr.msg_flags & libc::MSG_TRUNC == 0).then_some((h.msg_len as usize).min(SLOT));
+                // SAFETY: the header was filled by recvmmsg and its control buffer is live.
+                let dst = unsafe { pktinfo_dst(&h.msg_hdr) };
+                self.meta.push((len, to_std(&self.names[i]), dst));
+            }
+            Ok(n as usize)
+        }
+
+        /// Datagram `i` of the last [`RecvBatch::recv`]: its bytes, source and destination
+        /// address; `None` when truncated (larger than a slot) or from an unknown family.
+        pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr, Option<IpAddr>)> {
+            let &(len, src, dst) = self.meta.get(i)?;
+            let len = len?;
+            Some((&self.bufs[i * SLOT..i * SLOT + len], src?, dst))
+        }
+    }
+
+    /// The destination address carried by an IP_PKTINFO / IPV6_PKTINFO control message.
+    ///
+    /// # Safety
+    /// `msg` must be a header filled by recvmsg/recvmmsg whose control buffer is still live.
+    unsafe fn pktinfo_dst(msg: &libc::msghdr) -> Option<IpAddr> {
         let mut dst = None;
-        // SAFETY: the CMSG_* walk stays inside the control buffer recvmsg filled (msg_controllen).
+        // SAFETY: per the contract, the CMSG_* walk reads inside the filled control buffer.
         unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            let mut c = libc::CMSG_FIRSTHDR(msg);
             while !c.is_null() {
                 let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
                 if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
@@ -428,10 +558,40 @@ mod sys {
                         None => IpAddr::V6(ip),
                     });
                 }
-                c = libc::CMSG_NXTHDR(&msg, c);
+                c = libc::CMSG_NXTHDR(msg, c);
             }
         }
-        Ok((n as usize, src, dst))
+        dst
+    }
+
+    /// Sends `buf` as datagrams of `segment` bytes (the last may be shorter) in one sendmsg(2)
+    /// with UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18+) on a connected socket:
+    /// the stack handles the window as one buffer and cuts it late. Returns the bytes sent.
+    pub fn send_gso(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<usize> {
+        const SPACE: usize = 32; // CMSG_SPACE(sizeof(u16)) is 24 on 64-bit Linux
+        let mut control = [0u64; SPACE / 8];
+        let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        // SAFETY: all-zero bytes are a valid msghdr.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic; the header written lies inside
+        // `control` (CMSG_SPACE(2) <= SPACE), which lives until sendmsg returns.
+        unsafe {
+            msg.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+            libc::CMSG_DATA(c).cast::<u16>().write_unaligned(segment);
+        }
+        // SAFETY: `msg` points at live buffers; sendmsg only reads them.
+        let n = unsafe { libc::sendmsg(fd, &msg, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     /// Sends consecutive datagrams `buf[ends[i-1]..ends[i]]` on a connected socket with as few
@@ -640,6 +800,16 @@ impl Loader {
     }
 }
 
+/// A request waiting for a free transfer.
+#[derive(Debug)]
+struct Queued {
+    peer: Peer,
+    filename: Vec<u8>,
+    mode: Mode,
+    options: RequestOptions,
+    since: Instant,
+}
+
 /// A request waiting for its file to be read.
 #[derive(Debug)]
 struct Waiting {
@@ -673,6 +843,16 @@ struct Server {
     root: PathBuf,
     wire: wire::Settings,
     max_transfers: usize,
+    max_queued: usize,
+    max_per_client: usize,
+    /// Requests waiting for a free transfer (oldest first).
+    queued: VecDeque<Queued>,
+    /// recvmmsg buffers of the listener (taken while a batch is handled).
+    recv: Option<Box<sys::RecvBatch>>,
+    /// UDP_SEGMENT works here (cleared at the first refusal by the kernel).
+    gso: bool,
+    /// No transfer deadline is earlier than this (so timers are scanned only when one is due).
+    earliest: Duration,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     files: FileCache,
@@ -745,8 +925,13 @@ impl Server {
                 }
             }
             self.on_timers();
+            self.admit_queued();
         }
         // Abandoned transfers and waiting requests still end with an event.
+        for q in std::mem::take(&mut self.queued) {
+            let name = String::from_utf8_lossy(&q.filename).into_owned();
+            self.refuse(q.peer, error_code::UNDEFINED, "server stopping", name, "server stopped");
+        }
         for (_, list) in std::mem::take(&mut self.waiting) {
             for w in list {
                 self.refuse(w.peer, error_code::UNDEFINED, "server stopping", w.name, "server stopped");
@@ -760,20 +945,38 @@ impl Server {
     }
 
     /// Milliseconds until the earliest deadline (rounded up), at most one second.
+    /// Every deadline is at or after `earliest` (kept by [`Server::apply`] and the scan in
+    /// [`Server::on_timers`]), so the wait needs no pass over thousands of transfers.
     fn wait_ms(&self) -> i32 {
         let now = self.now();
-        let earliest = self.slots.iter().flatten().filter_map(|s| s.transfer.deadline()).min();
-        match earliest {
-            Some(d) if d <= now => 0,
-            Some(d) => (d - now).as_micros().div_ceil(1000).min(1000) as i32,
-            None => 1000,
+        let queue_ms = if self.queued.is_empty() { 1000 } else { 100 };
+        match self.earliest {
+            d if d <= now => 0,
+            Duration::MAX => queue_ms,
+            d => (d - now).as_micros().div_ceil(1000).min(queue_ms as u128) as i32,
         }
     }
 
+    /// Fires the expired timers: scans the transfers only once the earliest deadline is due,
+    /// and computes the next earliest on the way.
     fn on_timers(&mut self) {
         let now = self.now();
+        if now < self.earliest {
+            return;
+        }
+        self.earliest = Duration::MAX;
         for i in 0..self.slots.len() {
-            let due = matches!(&self.slots[i], Some(s) if s.transfer.deadline().is_some_and(|d| d <= now));
+            let due = match &self.slots[i] {
+                Some(s) => match s.transfer.deadline() {
+                    Some(d) if d <= now => true,
+                    Some(d) => {
+                        self.earliest = self.earliest.min(d);
+                        false
+                    }
+                    None => false,
+                },
+                None => false,
+            };
             if due {
                 self.shared.inc(C::Timeouts);
                 let action = match &mut self.slots[i] {
@@ -785,21 +988,56 @@ impl Server {
         }
     }
 
-    fn on_listener(&mut self, buf: &mut [u8]) {
+    /// Transfers in progress plus requests waiting for their file.
+    fn busy(&self) -> usize {
+        let waiting: usize = self.waiting.values().map(Vec::len).sum();
+        self.slots.len() - self.free.len() + waiting
+    }
+
+    /// Starts queued requests while there is room; refuses those that waited too long.
+    fn admit_queued(&mut self) {
+        while let Some(q) = self.queued.front() {
+            if q.since.elapsed() > QUEUE_WAIT {
+                let q = self.queued.pop_front().expect("front exists");
+                self.shared.inc(C::ErrorsBusy);
+                let name = String::from_utf8_lossy(&q.filename).into_owned();
+                self.refuse(q.peer, error_code::UNDEFINED, "server busy", name, "server busy (queue wait)");
+                continue;
+            }
+            if self.busy() >= self.max_transfers {
+                return;
+            }
+            let q = self.queued.pop_front().expect("front exists");
+            self.admit(q.peer, &q.filename, q.mode, q.options);
+        }
+    }
+
+    /// Reads the listener with recvmmsg(2), up to [`sys::BATCH`] requests per call and
+    /// [`READ_BURST`] calls per wake-up.
+    fn on_listener(&mut self, _buf: &mut [u8]) {
+        let Some(batch) = self.recv.take() else { return };
+        let mut batch = batch;
         for _ in 0..READ_BURST {
-            let received = if self.pktinfo {
-                sys::recv_with_dst(self.listener.as_raw_fd(), buf)
-            } else {
-                self.listener.recv_from(buf).map(|(n, client)| (n, client, None))
-            };
-            let (n, client, local) = match received {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            let n = match batch.recv(self.listener.as_raw_fd()) {
+                Ok(0) => break,
+                Ok(n) => n,
                 Err(_) => continue, // e.g. ICMP errors reported on the socket
             };
-            let (client, local) = normalize(client, local);
-            self.on_request(&buf[..n], Peer { client, local });
+            for i in 0..n {
+                match batch.get(i) {
+                    Some((bytes, client, local)) => {
+                        let local = if self.pktinfo { local } else { None };
+                        let (client, local) = normalize(client, local);
+                        self.on_request(bytes, Peer { client, local });
+                    }
+                    None => self.shared.inc(C::DroppedMalformed),
+                }
+            }
+            if n < sys::BATCH {
+                break;
+            }
         }
+        self.recv = Some(batch);
     }
 
     fn on_request(&mut self, bytes: &[u8], peer: Peer) {
@@ -836,7 +1074,8 @@ impl Server {
         let name = String::from_utf8_lossy(req.filename).into_owned();
         let duplicate =
             self.slots.iter().flatten().any(|s| s.client == client && s.file == name && s.transfer.acked() == 0)
-                || self.waiting.values().flatten().any(|w| w.peer.client == client && w.name == name);
+                || self.waiting.values().flatten().any(|w| w.peer.client == client && w.name == name)
+                || self.queued.iter().any(|q| q.peer.client == client && q.filename == req.filename);
         if duplicate {
             self.shared.inc(C::DuplicateRequests);
             return;
@@ -846,17 +1085,47 @@ impl Server {
             self.refuse(peer, error_code::ILLEGAL_OPERATION, "mail mode not supported", name, "mail mode");
             return;
         }
-        let waiting: usize = self.waiting.values().map(Vec::len).sum();
-        if self.slots.len() - self.free.len() + waiting >= self.max_transfers {
-            self.shared.inc(C::ErrorsBusy);
-            self.refuse(peer, error_code::UNDEFINED, "server busy", name, "server busy");
+        if self.max_per_client > 0 {
+            let ip = client.ip();
+            let mine = self.slots.iter().flatten().filter(|s| s.client.ip() == ip).count()
+                + self.waiting.values().flatten().filter(|w| w.peer.client.ip() == ip).count()
+                + self.queued.iter().filter(|q| q.peer.client.ip() == ip).count();
+            if mine >= self.max_per_client {
+                self.shared.inc(C::ErrorsClientLimit);
+                self.refuse(peer, error_code::UNDEFINED, "too many transfers", name, "client limit");
+                return;
+            }
+        }
+        if self.busy() >= self.max_transfers || !self.queued.is_empty() {
+            if self.queued.len() >= self.max_queued {
+                self.shared.inc(C::ErrorsBusy);
+                self.refuse(peer, error_code::UNDEFINED, "server busy", name, "server busy");
+                return;
+            }
+            // First come, first served: wait for a free transfer (the client's retransmitted
+            // RRQs meanwhile are duplicates, ignored above).
+            self.shared.inc(C::Queued);
+            let q = Queued {
+                peer,
+                filename: req.filename.to_vec(),
+                mode: req.mode,
+                options: req.options,
+                since: Instant::now(),
+            };
+            self.queued.push_back(q);
             return;
         }
-        let found = resolve(&self.root, req.filename).and_then(|p| Ok((self.files.lookup(&p, req.mode)?, p)));
+        self.admit(peer, req.filename, req.mode, req.options);
+    }
+
+    /// Starts a request there is room for, or sends it to the loader first.
+    fn admit(&mut self, peer: Peer, filename: &[u8], mode: Mode, options: RequestOptions) {
+        let name = String::from_utf8_lossy(filename).into_owned();
+        let found = resolve(&self.root, filename).and_then(|p| Ok((self.files.lookup(&p, mode)?, p)));
         match found {
-            Ok((Lookup::Ready(data), _)) => self.start_transfer(peer, name, data, &req.options),
+            Ok((Lookup::Ready(data), _)) => self.start_transfer(peer, name, data, &options),
             Ok((Lookup::Load, path)) => {
-                let w = Waiting { peer, name, mode: req.mode, options: req.options };
+                let w = Waiting { peer, name, mode, options };
                 match self.waiting.get_mut(&path) {
                     Some(list) => list.push(w),
                     None => {
@@ -978,8 +1247,10 @@ impl Server {
         });
     }
 
+    /// One datagram per wake-up: a client sends one ACK per window, so a second recv(2) would
+    /// nearly always find nothing (epoll is level-triggered: more wakes it again).
     fn on_transfer_socket(&mut self, i: usize, buf: &mut [u8]) {
-        for _ in 0..READ_BURST {
+        for _ in 0..1 {
             let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else { return };
             let n = match slot.socket.recv(buf) {
                 Ok(n) => n,
@@ -1003,7 +1274,11 @@ impl Server {
     /// Carries out what the transfer asked for.
     fn apply(&mut self, i: usize, action: Action) {
         match self.send(i, action) {
-            Outcome::Continue => {}
+            Outcome::Continue => {
+                if let Some(d) = self.slots.get(i).and_then(Option::as_ref).and_then(|s| s.transfer.deadline()) {
+                    self.earliest = self.earliest.min(d);
+                }
+            }
             Outcome::Finished(end) => self.finish(i, end),
         }
     }
@@ -1029,13 +1304,32 @@ impl Server {
             }
             Action::SendBlocks { first, last, retransmits } => {
                 shared.add(C::Retransmits, retransmits);
-                // The whole window, packet after packet in one buffer, in one sendmmsg(2).
+                // The whole window, packet after packet in one buffer: one sendmsg(2) with
+                // UDP_SEGMENT where the kernel has it (every DATA packet but the file's last is
+                // 4 + blksize bytes, and GSO allows a shorter last segment), else one sendmmsg(2).
                 out.clear();
                 let ends = &mut self.ends;
                 ends.clear();
                 for n in first..=last {
                     slot.transfer.write_data(n, &slot.data, out);
                     ends.push(out.len());
+                }
+                let segment = 4 + usize::from(slot.transfer.blksize());
+                if self.gso && ends.len() > 1 && out.len() <= GSO_MAX_BYTES {
+                    match sys::send_gso(slot.socket.as_raw_fd(), out, segment as u16) {
+                        Ok(_) => {
+                            shared.inc(C::GsoSends);
+                            shared.add(C::PacketsSent, ends.len() as u64);
+                            shared.add(C::BytesSent, (out.len() - 4 * ends.len()) as u64);
+                            return Outcome::Continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            return Outcome::Finished(End::Failed("client unreachable".into()));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
+                        // EIO, EINVAL, ENOPROTOOPT...: no GSO here; fall back for good.
+                        Err(_) => self.gso = false,
+                    }
                 }
                 match sys::send_batch(slot.socket.as_raw_fd(), out, ends) {
                     Ok(sent) => {

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bootgate_io::tftp::{TftpEngine, TftpEvent, TftpSettings};
+use bootgate_io::tftp::{TftpEngine, TftpEvent, TftpLimits, TftpSettings};
 use bootgate_wire::tftp::packet::{emit_ack, emit_error};
 use bootgate_wire::tftp::{Mode, Packet, Request, RequestOptions};
 
@@ -61,7 +61,12 @@ enum Fetch {
 /// Downloads `name` as an RFC 7440 client: ACK 0 after an OACK, ACK each window's last block,
 /// ACK the last in-order block on a gap, re-ACK on its own timeout.
 fn fetch(server: SocketAddr, name: &[u8], mode: Mode, options: RequestOptions) -> Fetch {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fetch_from("127.0.0.1:0", server, name, mode, options)
+}
+
+/// [`fetch`] from a socket bound to `source` (another loopback address is another client).
+fn fetch_from(source: &str, server: SocketAddr, name: &[u8], mode: Mode, options: RequestOptions) -> Fetch {
+    let sock = UdpSocket::bind(source).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     let mut rrq = Vec::new();
     Packet::Rrq(Request { filename: name, mode, options }).emit(&mut rrq);
@@ -221,6 +226,12 @@ fn concurrent_downloads_deliver_every_byte() {
     assert_eq!(counter(&engine, "requests"), cases.len() as u64);
     assert!(counter(&engine, "bytes_sent") >= total);
     assert_eq!(counter(&engine, "active_transfers"), 0);
+    // Windows of several blocks leave in one UDP_SEGMENT send on kernels that have it (4.18+;
+    // the engine falls back to sendmmsg elsewhere, and every byte above arrived either way).
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    if release.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 5) {
+        assert!(counter(&engine, "gso_sends") > 0, "no window was sent with GSO on Linux {release}");
+    }
     engine.stop();
     engine.stop(); // idempotent
 }
@@ -296,7 +307,8 @@ fn silent_client_times_out_busy_server_refuses_and_duplicates_are_ignored() {
     s.timeout_ms = 20;
     s.retries = 2;
     s.max_transfers = 1;
-    let engine = TftpEngine::start(s).unwrap();
+    // Refuse rather than queue (the queue has its own test).
+    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 0, max_per_client: 0 }).unwrap();
     let server = engine.local_addr();
 
     // An RRQ sent twice, then silence: one transfer, OACK sent three times, then a timeout.
@@ -458,4 +470,92 @@ fn a_hundred_clients_in_three_waves_reuse_slots_and_sockets() {
     assert_eq!(ev.iter().filter(|e| e.ok).count(), 102);
     assert_eq!(counter(&engine, "transfers_ok"), 102);
     assert_eq!(counter(&engine, "active_transfers"), 0);
+}
+
+/// Sends one RRQ and never answers: the transfer holds its slot until its retries run out.
+fn silent_request(server: SocketAddr, source: &str, name: &[u8]) -> UdpSocket {
+    let sock = UdpSocket::bind(source).unwrap();
+    let mut rrq = Vec::new();
+    Packet::Rrq(Request { filename: name, mode: Mode::Octet, options: RequestOptions::default() }).emit(&mut rrq);
+    sock.send_to(&rrq, server).unwrap();
+    sock
+}
+
+/// Waits until `name` reaches `value` (or five seconds passed); returns the last value.
+fn wait_counter(e: &TftpEngine, name: &str, value: u64) -> u64 {
+    let start = Instant::now();
+    while counter(e, name) < value && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    counter(e, name)
+}
+
+#[test]
+fn a_busy_server_queues_requests_and_refuses_past_the_queue() {
+    let dir = TempDir::new("queue");
+    let data = random_bytes(100_000, 11);
+    std::fs::write(dir.0.join("f.bin"), &data).unwrap();
+    let mut s = settings(&dir.0);
+    s.timeout_ms = 200;
+    s.retries = 2; // the silent client holds the only slot for 200 + 400 + 800 ms
+    s.max_transfers = 1;
+    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 2, max_per_client: 0 }).unwrap();
+    let server = engine.local_addr();
+    let silent = silent_request(server, "127.0.0.1:0", b"f.bin");
+    assert_eq!(wait_counter(&engine, "transfers_started", 1), 1);
+
+    // Three clients while the slot is taken: two wait in the queue and are served once the
+    // silent transfer times out; the third finds the queue full.
+    let results: Vec<Fetch> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| sc.spawn(|| fetch(server, b"f.bin", Mode::Octet, opts(Some(1468), Some(4)))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = results.iter().filter(|r| matches!(r, Fetch::Ok { data: d, .. } if *d == data)).count();
+    let busy = results
+        .iter()
+        .filter(|r| matches!(r, Fetch::Error { code: 0, message } if message == "server busy"))
+        .count();
+    assert_eq!((ok, busy), (2, 1), "{results:?}");
+    assert_eq!(counter(&engine, "queued"), 2);
+    assert_eq!(counter(&engine, "errors_busy"), 1);
+    // (the last ACK may still be on its way to the engine)
+    assert_eq!(wait_counter(&engine, "transfers_ok", 2), 2);
+    assert_eq!(counter(&engine, "transfers_failed"), 1, "the silent client timed out");
+    let ev = events(&engine, 4);
+    let mine = ev.iter().find(|e| e.client == silent.local_addr().unwrap()).expect("the silent client's event");
+    assert_eq!(mine.error, "timeout");
+    assert_eq!(ev.iter().filter(|e| e.ok).count(), 2);
+    assert_eq!(counter(&engine, "active_transfers"), 0);
+}
+
+#[test]
+fn one_client_address_is_limited_and_others_are_not() {
+    let dir = TempDir::new("perclient");
+    let data = random_bytes(30_000, 12);
+    std::fs::write(dir.0.join("f.bin"), &data).unwrap();
+    let mut s = settings(&dir.0);
+    s.timeout_ms = 300;
+    s.retries = 3;
+    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 64, max_per_client: 1 }).unwrap();
+    let server = engine.local_addr();
+    let _silent = silent_request(server, "127.0.0.1:0", b"f.bin");
+    assert_eq!(wait_counter(&engine, "transfers_started", 1), 1);
+
+    // A second transfer from 127.0.0.1 (another port) is over the limit of one per address.
+    match fetch_from("127.0.0.1:0", server, b"f.bin", Mode::Octet, RequestOptions::default()) {
+        Fetch::Error { code: 0, message } => assert_eq!(message, "too many transfers"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(counter(&engine, "errors_client_limit"), 1);
+    // Another address is another client.
+    match fetch_from("127.0.0.2:0", server, b"f.bin", Mode::Octet, opts(Some(1468), Some(8))) {
+        Fetch::Ok { data: d, .. } => assert!(d == data),
+        other => panic!("{other:?}"),
+    }
+    let ev = events(&engine, 2);
+    assert!(ev.iter().any(|e| !e.ok && e.error == "client limit"), "{ev:?}");
+    assert!(ev.iter().any(|e| e.ok && e.client.ip().to_string() == "127.0.0.2"), "{ev:?}");
+    assert_eq!(counter(&engine, "errors_busy"), 0);
 }

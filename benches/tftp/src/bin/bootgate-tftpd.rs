@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bootgate_io::tftp::{TftpEngine, TftpSettings};
+use bootgate_io::tftp::{TftpEngine, TftpLimits, TftpSettings};
 
 fn opt(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -25,7 +25,11 @@ fn main() {
         retries: num("--retries", 5) as u32,
         max_transfers: num("--max-transfers", 4096) as usize,
     };
-    let engine = TftpEngine::start(settings).unwrap_or_else(|e| {
+    let limits = TftpLimits {
+        max_queued: num("--max-queued", 4096) as usize,
+        max_per_client: num("--max-per-client", 0) as usize,
+    };
+    let engine = TftpEngine::start_with(settings, limits).unwrap_or_else(|e| {
         eprintln!("bootgate-tftpd: {e}");
         std::process::exit(1)
     });
