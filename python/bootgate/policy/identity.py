@@ -40,7 +40,7 @@ def normalize_uuid(value: str) -> str:
     v = value.strip().lower().strip("{}")
     if re.fullmatch(r"[0-9a-f]{32}", v):
         v = f"{v[:8]}-{v[8:12]}-{v[12:16]}-{v[16:20]}-{v[20:]}"
-    return v if _UUID.match(v) else ""
+    return v if _UUID.fullmatch(v) else ""
 
 
 def is_bogus_uuid(value: str) -> bool:

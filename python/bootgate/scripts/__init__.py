@@ -99,7 +99,7 @@ def is_valid_host(host: str) -> bool:
         ipaddress.ip_address(host)
         return True
     except ValueError:
-        return bool(_HOSTNAME.match(host))
+        return bool(_HOSTNAME.fullmatch(host))
 
 
 def base_url(scheme: str, host: str, port: int) -> str:
@@ -158,7 +158,7 @@ TEMPLATE_VARS = ("boot_id", "mac", "name", "deployment", "content", "callback")
 
 def check_chain_url(url: str) -> str:
     """An http(s) URL iPXE may chain to: no spaces, no `$` (settings expansion), no `#`, no control chars."""
-    if len(url) > 2048 or not _CHAIN_URL.match(url):
+    if len(url) > 2048 or not _CHAIN_URL.fullmatch(url):
         raise ValueError("must be an http:// or https:// URL without spaces, '$', '#' or control characters")
     host = url.split("://", 1)[1].split("/", 1)[0]
     if host.startswith("["):
@@ -188,7 +188,7 @@ def check_profile(p: Profile) -> Profile:
                 check_content_path(f)
             except ValueError as e:
                 raise ValueError(f"initrd {f[:64]!r} {e}") from None
-            if p.kind == "wimboot" and not _FILE_NAME.match(f.rsplit("/", 1)[-1]):
+            if p.kind == "wimboot" and not _FILE_NAME.fullmatch(f.rsplit("/", 1)[-1]):
                 raise ValueError(f"wimboot file {f[:64]!r}: its name must be letters, digits, '.', '_', '-'")
         if p.kind == "wimboot" and not p.initrds:
             raise ValueError("wimboot needs its files in initrds (bootmgr, BCD, boot.sdi, boot.wim)")

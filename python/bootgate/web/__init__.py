@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from . import api, boot, content
+from . import api, boot, content, manage
 from .deps import AppState, Deps
 
 __all__ = ["AppState", "Deps", "create_app"]
@@ -74,6 +74,8 @@ def create_app(settings: Settings, deps: Deps) -> Starlette:
     routes = [
         Route("/boot.ipxe", boot.boot_ipxe, methods=["GET"]),
         Route("/boot", boot.boot, methods=["GET"]),
+        Route("/boot/run", boot.boot_run, methods=["GET"]),
+        Route("/boot/technician", boot.boot_technician, methods=["GET"]),
         Route("/content/{path:path}", content.content, methods=["GET", "HEAD"]),
         Route("/api/v1/boots/{boot_id}/status", api.boot_status, methods=["POST"]),
         Route("/api/v1/machines/{mac}/action", api.put_action, methods=["PUT"]),
@@ -81,6 +83,7 @@ def create_app(settings: Settings, deps: Deps) -> Starlette:
         Route("/api/v1/machines", api.list_machines, methods=["GET"]),
         Route("/api/v1/boots", api.list_boots, methods=["GET"]),
         Route("/api/v1/events", api.list_events, methods=["GET"]),
+        *manage.routes(),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]

@@ -29,21 +29,45 @@ class BadRequest(Exception):
     pass
 
 
-def admin(handler: Handler) -> Handler:
-    """Requires `Authorization: Bearer <admin token>`."""
+ROLE_RANK = {"read-only": 0, "operator": 1, "admin": 2}
 
-    async def guarded(request: Request) -> Response:
-        token = state_of(request).deps.admin_token
-        auth = request.headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not given or not hmac.compare_digest(given.strip().encode(),
-                                                                             token.encode()):
-            return json_error(401, "missing or wrong admin token: send Authorization: Bearer <token from "
-                                   "<data_dir>/admin.token>", headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
-    guarded.__name__ = handler.__name__
-    return guarded
+async def caller(request: Request) -> tuple[str, str] | None:
+    """(actor name, role) of the bearer token: the admin.token file is an admin; API tokens from the store."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, given = auth.partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given or len(given) > 512:
+        return None
+    if hmac.compare_digest(given.encode(), state_of(request).deps.admin_token.encode()):
+        return ("admin-token", "admin")
+    return await state_of(request).deps.store.token_role(given)
+
+
+def require(role: str) -> Callable[[Handler], Handler]:
+    """Requires `Authorization: Bearer <token>` of at least `role` (read-only < operator < admin);
+    401 without a valid token, 403 with a weaker one. The actor is in request.state.actor."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            who = await caller(request)
+            if who is None:
+                return json_error(401, "missing or wrong API token: send Authorization: Bearer <token> (the admin "
+                                       "token is in <data_dir>/admin.token)", headers={"WWW-Authenticate": "Bearer"})
+            if ROLE_RANK[who[1]] < ROLE_RANK[role]:
+                return json_error(403, f"this needs the {role} role; token {who[0]!r} is {who[1]}")
+            request.state.actor = who[0]
+            return await handler(request)
+
+        guarded.__name__ = handler.__name__
+        return guarded
+
+    return wrap
+
+
+admin = require("admin")
+operator = require("operator")
+reader = require("read-only")
 
 
 async def _body(request: Request) -> bytes:
@@ -113,11 +137,14 @@ async def boot_status(request: Request) -> Response:
     if not isinstance(message, str):
         raise BadRequest("message must be a string")
     message = message[:4096]
+    rename = data.get("name")
+    if rename is not None and (not isinstance(rename, str) or state != "success"):
+        raise BadRequest("name (rename after install) must be a string and comes with state success")
     boot = await st.deps.store.get_boot(boot_id) if len(boot_id) <= 64 else None
     if boot is None:
         return json_error(404, f"unknown boot id {boot_id[:64]!r}")
     now = time.time()
-    await st.deps.store.add_status(boot_id, state, message, at=now)
+    await st.deps.store.add_status(boot_id, state, message, at=now, rename=rename)
     st.deps.metrics.boot_statuses.labels(state).inc()
     st.deps.recorder.add(EventRecord(kind="status", time=now, mac=boot["mac"], client_ip=client_ip(request),
                                      detail={"boot_id": boot_id, "state": state, "message": message}))
@@ -125,7 +152,7 @@ async def boot_status(request: Request) -> Response:
 
 
 @bad_requests
-@admin
+@operator
 async def put_action(request: Request) -> Response:
     st = state_of(request)
     mac = _mac_param(request)
@@ -169,7 +196,7 @@ def action_from_fields(kernel: object, initrd: object, args: object) -> MachineA
 
 
 @bad_requests
-@admin
+@operator
 async def delete_action(request: Request) -> Response:
     st = state_of(request)
     mac = _mac_param(request)
@@ -179,13 +206,13 @@ async def delete_action(request: Request) -> Response:
 
 
 @bad_requests
-@admin
+@reader
 async def list_machines(request: Request) -> Response:
     return OrjsonResponse(await state_of(request).deps.store.list_machines())
 
 
 @bad_requests
-@admin
+@reader
 async def list_boots(request: Request) -> Response:
     mac_raw = request.query_params.get("mac")
     mac = None
@@ -198,7 +225,7 @@ async def list_boots(request: Request) -> Response:
 
 
 @bad_requests
-@admin
+@reader
 async def list_events(request: Request) -> Response:
     st = state_of(request)
     q = request.query_params

@@ -9,8 +9,11 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..policy import BootKernel, Exit, Machine, decide, normalize_mac
-from ..scripts import base_url, is_valid_host, render_action, render_bootstrap
+from ..policy import BootKernel, Exit, Machine, normalize_mac
+from ..policy.deploy import Menu, RunProfile, applicable, decide_boot
+from ..policy.identity import Identity
+from ..scripts import (base_url, is_valid_host, render_action, render_bootstrap, render_menu, render_profile,
+                       render_technician)
 from ..store import BootRecord, EventRecord
 from .deps import AppState
 from .responses import ipxe_script
@@ -19,6 +22,8 @@ log = logging.getLogger("bootgate.web.boot")
 
 _LIMITS = {"uuid": 64, "serial": 256, "manufacturer": 256, "product": 256, "buildarch": 64, "platform": 64,
            "ip": 64}
+# optional capabilities a bootstrap script may add (iPXE settings): version, NIC chip, feature list, asset tag
+_CAPS = {"version": 64, "nic": 64, "features": 256, "asset": 128}
 
 
 def state_of(request: Request) -> AppState:
@@ -95,6 +100,7 @@ def _clean(value: str, limit: int) -> str:
 
 async def boot(request: Request) -> Response:
     st = state_of(request)
+    store = st.deps.store
     q = request.query_params
     try:
         mac = normalize_mac(q.get("mac", ""))
@@ -104,21 +110,53 @@ async def boot(request: Request) -> Response:
     fields = {k: _clean(q.get(k, ""), n) for k, n in _LIMITS.items()}
     machine = Machine(mac=mac, uuid=fields["uuid"], serial=fields["serial"], manufacturer=fields["manufacturer"],
                       product=fields["product"], buildarch=fields["buildarch"], platform=fields["platform"])
-    assigned = await st.deps.store.get_action(mac)
-    decision = decide(machine, assigned)
+    now = time.time()
+    ip = client_ip(request)
+    relay = await store.last_relay(mac)
+    host_id, match = await store.identify(Identity(mac, machine.uuid, machine.serial),
+                                          manufacturer=machine.manufacturer, product=machine.product, now=now)
+    assigned = await store.get_action(mac)
+    host = None
+    title = mac
+    decision: BootKernel | Exit | Menu | RunProfile
+    if host_id is not None and (assigned is None or not assigned.kernel):
+        host, deps, colls, done, approved = await store.boot_inputs(
+            host_id, mac, client_ip=ip, reported_ip=fields["ip"], relay=relay, buildarch=machine.buildarch,
+            platform=machine.platform)
+        title = host.name or mac
+        decision = decide_boot(host, legacy_action=None, deployments=deps, collections=colls, done=done,
+                               approved=approved, now=now)
+        for sk in applicable(host, deps, colls, done, approved, now).skipped:
+            if sk.reason == "awaiting approval":
+                await store.audit("bootgate", "approval.needed", f"{sk.deployment_id}/{host_id}", None,
+                                  {"deployment_id": sk.deployment_id, "host_id": host_id})
+    else:
+        decision = decide_boot(None, legacy_action=assigned, deployments=(), collections={}, now=now)
     boot_id = secrets.token_hex(16)
     base = request_base(request)
+    cb = callback_base(request)
+    deployment_id = None
     try:
-        script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base,
-                               callback_base=callback_base(request))
+        if isinstance(decision, Menu):
+            script = render_menu(decision, title=title, boot_id=boot_id, server_base=base)
+        elif isinstance(decision, RunProfile):
+            assert host is not None
+            script = render_profile(decision.profile, mac=mac, name=host.name, boot_id=boot_id,
+                                    deployment_id=decision.deployment_id, content_base=base, callback_base=cb)
+            deployment_id = decision.deployment_id
+        else:
+            script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base, callback_base=cb)
     except ValueError as e:
         log.warning("stored action cannot be rendered", extra={"kv": {"mac": mac, "error": str(e)}})
         decision = Exit(reason=f"the action for {mac} is invalid")
-        script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base,
-                               callback_base=callback_base(request))
-    now = time.time()
-    action_name = "boot" if isinstance(decision, BootKernel) else "exit"
-    ip = client_ip(request)
+        script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base, callback_base=cb)
+    action_name = {BootKernel: "boot", Exit: "exit", Menu: "menu", RunProfile: "deploy"}[type(decision)]
+    caps: dict[str, object] = {"buildarch": machine.buildarch, "platform": machine.platform,
+                               "manufacturer": machine.manufacturer, "product": machine.product,
+                               "serial": machine.serial, "uuid": machine.uuid, "mac": mac, "ip": fields["ip"],
+                               "client_ip": ip, "relay": relay, "scheme": request.url.scheme,
+                               "identity": match.reason}
+    caps.update({k: _clean(q.get(k, ""), n) for k, n in _CAPS.items() if q.get(k)})
     record = BootRecord(
         id=boot_id, time=now, mac=mac, uuid=machine.uuid, serial=machine.serial,
         manufacturer=machine.manufacturer, product=machine.product, buildarch=machine.buildarch,
@@ -127,13 +165,59 @@ async def boot(request: Request) -> Response:
         kernel=decision.kernel if isinstance(decision, BootKernel) else "",
         initrd=decision.initrd if isinstance(decision, BootKernel) else "",
         args=decision.args if isinstance(decision, BootKernel) else "",
+        host_id=host_id, capabilities=caps,
     )
-    await st.deps.store.record_boot(record)
+    await store.record_boot(record)
+    if deployment_id is not None and host_id is not None:
+        await store.record_run(deployment_id, host_id, boot_id, now)
     st.deps.metrics.boots.labels(action_name).inc()
     detail: dict[str, object] = {"boot_id": boot_id, "action": action_name, "scheme": request.url.scheme,
-                                 "buildarch": machine.buildarch, "platform": machine.platform}
+                                 "buildarch": machine.buildarch, "platform": machine.platform, "host_id": host_id}
     if isinstance(decision, BootKernel):
         detail.update(kernel=decision.kernel, initrd=decision.initrd)
+    if deployment_id is not None:
+        detail["deployment_id"] = deployment_id
     st.deps.recorder.add(EventRecord(kind="boot", time=now, mac=mac, client_ip=ip, detail=detail))
     log.info("boot", extra={"kv": {"mac": mac, "boot_id": boot_id, "action": action_name, "client_ip": ip}})
     return ipxe_script(script)
+
+
+def _fail(text: str, status: int) -> Response:
+    return ipxe_script(f"#!ipxe\necho bootgate: {text}\nexit\n", status)
+
+
+async def boot_run(request: Request) -> Response:
+    """A deployment chosen from the menu: checked again against the machine of that boot, recorded as a
+    run, answered with the profile's script."""
+    st = state_of(request)
+    store = st.deps.store
+    boot_id = request.query_params.get("boot", "")
+    dep_raw = request.query_params.get("deployment", "")
+    if not dep_raw.isdigit() or len(dep_raw) > 9 or len(boot_id) > 64:
+        return _fail("bad deployment request", 400)
+    b = await store.get_boot(boot_id)
+    if b is None or b["host_id"] is None:
+        return _fail("unknown boot", 404)
+    now = time.time()
+    host, deps, colls, done, approved = await store.boot_inputs(
+        int(b["host_id"]), b["mac"], client_ip=b["client_ip"], reported_ip=b["ip"],
+        relay=str(b["capabilities"].get("relay", "")), buildarch=b["buildarch"], platform=b["platform"])
+    ok = {d.id: d for d in applicable(host, deps, colls, done, approved, now).deployments}
+    d = ok.get(int(dep_raw))
+    if d is None:
+        return _fail("that deployment is not available to this machine", 403)
+    script = render_profile(d.profile, mac=b["mac"], name=host.name, boot_id=boot_id, deployment_id=d.id,
+                            content_base=request_base(request), callback_base=callback_base(request))
+    await store.record_run(d.id, host.host_id, boot_id, now)
+    st.deps.recorder.add(EventRecord(kind="boot", time=now, mac=b["mac"], client_ip=client_ip(request),
+                                     detail={"boot_id": boot_id, "action": "deploy", "deployment_id": d.id,
+                                             "host_id": host.host_id, "scheme": request.url.scheme}))
+    return ipxe_script(script)
+
+
+async def boot_technician(request: Request) -> Response:
+    """The technician menu entry. Its login is issue 6; until then it explains and exits."""
+    boot_id = request.query_params.get("boot", "")
+    if not boot_id or len(boot_id) > 64 or await state_of(request).deps.store.get_boot(boot_id) is None:
+        return _fail("unknown boot", 404)
+    return ipxe_script(render_technician(boot_id))
