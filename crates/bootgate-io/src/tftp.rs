@@ -709,13 +709,31 @@ fn version_of(path: &Path) -> Result<Version, Refusal> {
 /// Reads a whole file (on the loader thread: a large file never stalls the transfers).
 fn load(path: &Path) -> Result<CachedFile, Refusal> {
     let version = version_of(path)?;
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+    let refusal = |e: io::Error| match e.kind() {
         io::ErrorKind::NotFound => Refusal::NotFound,
         _ => Refusal::Access("unreadable"),
-    })?;
+    };
+    let mut file = std::fs::File::open(path).map_err(refusal)?;
+    // Read straight into the shared buffer: one copy of the file in memory, even while loading
+    // (the zeroed vector comes from untouched pages, so turning it into an Arc costs no RSS).
+    let len = usize::try_from(version.len).map_err(|_| Refusal::Access("too large"))?;
+    let mut octet: Arc<[u8]> = Arc::from(vec![0u8; len]);
+    let buf = Arc::get_mut(&mut octet).expect("a fresh Arc is unique");
+    let mut n = 0;
+    while n < len {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(refusal(e)),
+        }
+    }
+    if n < len {
+        octet = Arc::from(&octet[..n]); // shrank meanwhile
+    }
     // Sized by what was read: a file growing meanwhile is reloaded by its next request.
-    let version = Version { len: bytes.len() as u64, ..version };
-    Ok(CachedFile { version, octet: bytes.into(), netascii: None })
+    let version = Version { len: n as u64, ..version };
+    Ok(CachedFile { version, octet, netascii: None })
 }
 
 /// What the cache holds for a path.
