@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
@@ -16,6 +16,9 @@ class HasCounters(Protocol):
 
 
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+# Engine values that go up and down (exported as gauges, without `_total`).
+GAUGES = frozenset({"active_transfers"})
 
 
 def _metric_name(engine: str, counter: str) -> str:
@@ -26,7 +29,10 @@ def _metric_name(engine: str, counter: str) -> str:
 
 
 class EngineCollector(Collector):
-    """Reads `counters()` of each engine handle when scraped: `bootgate_<engine>_<counter>_total`."""
+    """Reads `counters()` of each engine handle when scraped: `bootgate_<engine>_<counter>_total`,
+    `bootgate_<engine>_<gauge>` for the values in GAUGES, and the `errors_<reason>` counters once
+    more as one family `bootgate_<engine>_errors_total{reason="<reason>"}` (ERROR packets sent, by
+    reason: not_found, access, busy, option, illegal, internal, client_limit)."""
 
     def __init__(self, engines: Callable[[], Iterable[tuple[str, HasCounters]]]) -> None:
         self._engines = engines
@@ -37,10 +43,21 @@ class EngineCollector(Collector):
                 counters = handle.counters()
             except Exception:  # a stopped engine has no counters; never fail a scrape
                 continue
+            errors = CounterMetricFamily(f"bootgate_{engine}_errors", f"{engine} engine errors sent, by reason",
+                                         labels=["reason"])
             for counter, value in counters:
+                if counter in GAUGES:
+                    gauge = GaugeMetricFamily(_metric_name(engine, counter), f"{engine} engine gauge {counter}")
+                    gauge.add_metric([], float(value))
+                    yield gauge
+                    continue
                 fam = CounterMetricFamily(_metric_name(engine, counter), f"{engine} engine counter {counter}")
                 fam.add_metric([], float(value))
                 yield fam
+                if counter.startswith("errors_"):
+                    errors.add_metric([counter[len("errors_"):]], float(value))
+            if errors.samples:
+                yield errors
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
