@@ -488,3 +488,128 @@ class BranchCacheService:
         for v in allowed:
             self.cache.schedule(path, st, v)
         return "not_cached"
+
+
+# ------------------------------------------------------------------------------------ bootgate hash
+
+
+def add_hash_parser(sub: Any, with_config: Any) -> None:
+    """Registers `bootgate hash` on the CLI's subparsers."""
+    s = sub.add_parser("hash", help="build (or show the cached) BranchCache Content Information of a file")
+    s.add_argument("file", help="the file to hash (e.g. under the content root)")
+    s.add_argument("--version", dest="ci_version", type=int, choices=[1, 2], default=None,
+                   help="Content Information version (default: the first of [branchcache] versions)")
+    s.add_argument("--passphrase-hex", metavar="HEX",
+                   help="server passphrase in hex (default: [branchcache] passphrase_hex, else the data dir's)")
+    s.add_argument("--save-passphrase", action="store_true",
+                   help="store --passphrase-hex as this server's passphrase (<data_dir>/branchcache/passphrase)")
+    s.add_argument("--segment-size", type=int, metavar="BYTES",
+                   help="V2: bytes per segment (default [branchcache] v2_segment_size); V1: segment size "
+                        "(not interoperable unless 33554432)")
+    s.add_argument("--hash-algo", choices=["sha256", "sha384", "sha512"], default="sha256", help="V1 hash")
+    s.add_argument("--threads", type=int, default=None, help="hashing threads (default [branchcache] threads; 0 = all)")
+    s.add_argument("-o", "--output", metavar="OUT", help="write the Content Information blob to OUT")
+    s.add_argument("--segments", action="store_true", help="list the segments (offset, length, HoD, id)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    with_config(s)
+
+
+class _ProgressBar:
+    def __init__(self, total: int, enabled: bool) -> None:
+        import sys
+        import threading
+
+        self.total, self.enabled, self.stream = total, enabled, sys.stderr
+        self.progress = _native().HashProgress()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = time.monotonic()
+
+    def _draw(self) -> None:
+        done = self.progress.bytes_done
+        frac = done / self.total if self.total else 1.0
+        rate = done / max(time.monotonic() - self.started, 1e-9) / 2**20
+        bar = "#" * int(frac * 30)
+        self.stream.write(f"\r[{bar:<30}] {frac * 100:5.1f}% {done / 2**20:9.1f} MiB {rate:8.1f} MiB/s")
+        self.stream.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._draw()
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()
+            self._draw()
+            self.stream.write("\n")
+
+
+def hash_command(args: Any, settings: Any) -> int:
+    """`bootgate hash FILE`: shows the cached Content Information, or builds and caches it."""
+    import sys
+
+    path = Path(args.file)
+    try:
+        st = path.stat()
+    except OSError as e:
+        print(f"bootgate: {path}: {e.strerror}", file=sys.stderr)
+        return 1
+    if not stat.S_ISREG(st.st_mode):
+        print(f"bootgate: {path}: not a regular file", file=sys.stderr)
+        return 1
+    bcs = settings.branchcache
+    version = args.ci_version or bcs.versions[0]
+    data_dir = settings.server.data_dir
+    try:
+        if args.passphrase_hex:
+            passphrase = parse_passphrase_hex(args.passphrase_hex)
+            if args.save_passphrase:
+                print(f"passphrase:  saved to {write_passphrase(data_dir, passphrase)}")
+        else:
+            if args.save_passphrase:
+                print("bootgate: --save-passphrase needs --passphrase-hex", file=sys.stderr)
+                return 2
+            passphrase = load_or_create_passphrase(data_dir, bcs.passphrase_hex)
+    except (PassphraseError, OSError) as e:
+        print(f"bootgate: {e}", file=sys.stderr)
+        return 2
+    seg = args.segment_size if args.segment_size is not None else (bcs.v2_segment_size if version == 2 else None)
+    spec = BuildSpec(version=version, hash_algo=args.hash_algo, segment_size=seg)
+    threads = bcs.threads if args.threads is None else args.threads
+    cache = ContentInfoCache(data_dir / "branchcache" / "ci", passphrase, [spec], threads=threads)
+    real = Path(os.path.realpath(path))
+    blob = cache.lookup(real, real.stat(), version)
+    source = "cache"
+    started = time.monotonic()
+    if blob is None:
+        source = "built"
+        bar = _ProgressBar(st.st_size, enabled=not args.no_progress and sys.stderr.isatty())
+        try:
+            with bar:
+                blob = asyncio.run(cache.build(real, version, progress=bar.progress))
+        except (OSError, ValueError, RuntimeError, _native().BootgateError) as e:
+            print(f"bootgate: {path}: {e}", file=sys.stderr)
+            return 1
+    elapsed = time.monotonic() - started
+    info = _native().parse_content_information(blob)
+    if args.output:
+        Path(args.output).write_bytes(blob)
+    print(f"file:        {path} ({st.st_size} bytes)")
+    print(f"version:     {info['version']}.0 ({info['hash_algo']}), {len(info['segments'])} segments, "
+          f"{len(blob)} bytes of Content Information ({source})")
+    print(f"passphrase:  fingerprint {passphrase_fingerprint(passphrase)}")
+    if source == "built":
+        rate = st.st_size / max(elapsed, 1e-9) / 2**20
+        print(f"hashed in:   {elapsed:.3f} s ({rate:.1f} MiB/s, {threads or _native().hash_threads()} threads)")
+    if args.output:
+        print(f"written to:  {args.output}")
+    if args.segments:
+        for s in info["segments"]:
+            print(f"segment {s['offset']:>12} +{s['length']:<9} hod {s['hod'].hex()} id {s['id'].hex()}")
+    return 0

@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check-config", help="validate a config file (exit 0 if valid, 2 if not)")
     with_config(s)
 
+    from .branchcache import add_hash_parser
+
+    add_hash_parser(sub, with_config)  # bootgate hash FILE (BranchCache Content Information)
+
     m = sub.add_parser("machines", help="machines and their actions (writes the store directly)")
     msub = m.add_subparsers(dest="machines_command", required=True, metavar="SUBCOMMAND")
     s = msub.add_parser("set-action", help="boot a kernel/initrd from /content on the machine's next boot")
@@ -98,6 +102,16 @@ def _init(args: argparse.Namespace) -> int:
     print(f"start with:  bootgate serve --config {config_path}")
     return EXIT_OK
 
+    try:
+        from .branchcache import load_or_create_passphrase, passphrase_fingerprint, passphrase_path
+
+        bc_pass = load_or_create_passphrase(settings.server.data_dir, settings.branchcache.passphrase_hex)
+        where = "[branchcache] passphrase_hex" if settings.branchcache.passphrase_hex else \
+            str(passphrase_path(settings.server.data_dir))
+        print(f"branchcache: passphrase {where} (fingerprint {passphrase_fingerprint(bc_pass)})")
+    except (OSError, ValueError) as e:
+        print(f"bootgate: BranchCache passphrase: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 async def _with_store(settings: Settings) -> Store:
     from .store import Store
@@ -182,6 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_RUNTIME  # pragma: no cover - argparse rejects unknown commands
+        if args.command == "hash":
+            from .branchcache import hash_command
+
+            return hash_command(args, _load(args))
+        if args.command in ("collections", "deployments", "approvals", "reports") or (
+                args.command == "machines" and args.machines_command not in ("set-action", "clear-action", "list")):
+            return _api(args)
 
 
 if __name__ == "__main__":  # pragma: no cover
