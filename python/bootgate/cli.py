@@ -1,4 +1,4 @@
-"""The `bootgate` command: serve | init | check-config | machines set-action/clear-action/list."""
+"""The `bootgate` command: serve | init | check-config | hash | machines set-action/clear-action/list."""
 
 from __future__ import annotations
 
@@ -99,9 +99,6 @@ def _init(args: argparse.Namespace) -> int:
         print(f"CA cert:     {tls.ca_cert} (sha256 {ca_fingerprint(tls.ca_cert)})")
         print(f"server cert: {tls.cert}")
     print(f"admin token: {token_path}")
-    print(f"start with:  bootgate serve --config {config_path}")
-    return EXIT_OK
-
     try:
         from .branchcache import load_or_create_passphrase, passphrase_fingerprint, passphrase_path
 
@@ -112,6 +109,9 @@ def _init(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"bootgate: BranchCache passphrase: {e}", file=sys.stderr)
         return EXIT_RUNTIME
+    print(f"start with:  bootgate serve --config {config_path}")
+    return EXIT_OK
+
 
 async def _with_store(settings: Settings) -> Store:
     from .store import Store
@@ -182,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "init":
             return _init(args)
+        if args.command == "hash":
+            from .branchcache import hash_command
+
+            return hash_command(args, _load(args))
         if args.command == "machines":
             return _machines(args)
         if args.command == "serve":
@@ -196,13 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_RUNTIME  # pragma: no cover - argparse rejects unknown commands
-        if args.command == "hash":
-            from .branchcache import hash_command
-
-            return hash_command(args, _load(args))
-        if args.command in ("collections", "deployments", "approvals", "reports") or (
-                args.command == "machines" and args.machines_command not in ("set-action", "clear-action", "list")):
-            return _api(args)
 
 
 if __name__ == "__main__":  # pragma: no cover
