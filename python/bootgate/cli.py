@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     with_config(s)
     s = msub.add_parser("list", help="list machines, their actions and last boot (JSON lines)")
     with_config(s)
+    from .cli_api import add_parsers
+
+    add_parsers(sub, msub, with_config)  # machines hosts|show|..., collections, deployments, approvals, reports
     return p
 
 
@@ -173,6 +176,17 @@ def _machines(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _api(args: argparse.Namespace) -> int:
+    from .cli_api import ApiError, run
+
+    try:
+        run(_load(args), args)
+    except ApiError as e:
+        print(f"bootgate: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -186,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .branchcache import hash_command
 
             return hash_command(args, _load(args))
+        if args.command in ("collections", "deployments", "approvals", "reports") or (
+                args.command == "machines" and args.machines_command not in ("set-action", "clear-action", "list")):
+            return _api(args)
         if args.command == "machines":
             return _machines(args)
         if args.command == "serve":
