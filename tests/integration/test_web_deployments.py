@@ -6,16 +6,44 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import AppEnv
+from bootgate.events import EventRecorder
+from bootgate.metrics import Metrics
+from bootgate.store import Store
+from bootgate.web import Deps, create_app
+from tests.conftest import ADMIN_TOKEN, AppEnv, settings_for
+from tests.integration.pgserver import PgServer, pg_server  # noqa: F401
 
 MAC = "52:54:00:12:34:56"
 UUID = "8d1f4a2e-1b3c-4d5e-9f60-0a1b2c3d4e5f"
 IDENT = {"mac": MAC, "uuid": UUID, "serial": "QEMU0001", "manufacturer": "QEMU", "product": "Standard PC",
          "buildarch": "x86_64", "platform": "efi", "ip": "198.18.0.10"}
 KERNEL = {"kind": "kernel", "kernel": "debian/vmlinuz", "initrds": ["debian/initrd.gz"], "args": "auto=true"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def app_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AppEnv]:
+    """The app on a real SQLite store and on a real PostgreSQL store."""
+    settings = settings_for(tmp_path, "[tftp]\nenabled = false\n")
+    settings.content.root.mkdir(parents=True)
+    url = settings.store.url
+    if request.param == "postgresql":
+        pg: PgServer = request.getfixturevalue("pg_server")
+        url = await pg.new_database()
+    store = await Store.open(url)
+    recorder = EventRecorder(store)
+    metrics = Metrics()
+    app = create_app(settings, Deps(store=store, recorder=recorder, metrics=metrics, admin_token=ADMIN_TOKEN))
+    transport = httpx.ASGITransport(app=app, client=("198.18.0.10", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://boot.example:8050") as client:
+        yield AppEnv(settings, store, recorder, metrics, client, settings.content.root, app)
+    await recorder.flush()
+    await store.close()
 
 
 async def _deploy(env: AppEnv, **kw: object) -> dict[str, object]:
