@@ -94,11 +94,15 @@ pub struct TftpLimits {
     /// Transfers (in progress, queued or waiting for their file) one client IP address may have
     /// at once; 0: no limit. Beyond it a request gets ERROR 0 "too many transfers".
     pub max_per_client: usize,
+    /// Serve every transfer from the listening socket (port 69), told apart by the client's
+    /// address and port, instead of from a new port per transfer (RFC 1350's transfer ids): for
+    /// firewalls that only let port 69 through. Windows then go out with sendmmsg(2).
+    pub single_port: bool,
 }
 
 impl Default for TftpLimits {
     fn default() -> Self {
-        Self { max_queued: 4096, max_per_client: 0 }
+        Self { max_queued: 4096, max_per_client: 0, single_port: false }
     }
 }
 
@@ -266,6 +270,9 @@ impl TftpEngine {
             max_transfers: settings.max_transfers,
             max_queued: limits.max_queued,
             max_per_client: limits.max_per_client,
+            single_port: limits.single_port,
+            listener_v6: local.is_ipv6(),
+            by_client: HashMap::new(),
             queued: VecDeque::new(),
             recv: Some(Box::new(sys::RecvBatch::new())),
             gso: true,
@@ -594,6 +601,97 @@ mod sys {
         Ok(n as usize)
     }
 
+    /// Sends consecutive datagrams `buf[ends[i-1]..ends[i]]` to `dst` from an unconnected socket
+    /// (single-port mode) with sendmmsg(2); `src`, when given, is the source address (an
+    /// IP_PKTINFO / IPV6_PKTINFO control message, for a socket bound to a wildcard address).
+    /// Returns how many went out; an error only when none did.
+    pub fn send_batch_to(
+        fd: RawFd,
+        buf: &[u8],
+        ends: &[usize],
+        dst: SocketAddr,
+        src: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        let name = socket2::SockAddr::from(dst);
+        let mut control = [0u64; 8];
+        let mut controllen = 0usize;
+        if let Some(src) = src {
+            // SAFETY: the header written lies inside `control` (CMSG_SPACE of either pktinfo
+            // struct is at most 40 bytes, the buffer 64); CMSG_* are arithmetic on `msg`.
+            unsafe {
+                let mut msg: libc::msghdr = zeroed();
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = size_of::<[u64; 8]>() as _;
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                match src {
+                    IpAddr::V4(ip) => {
+                        (*c).cmsg_level = libc::IPPROTO_IP;
+                        (*c).cmsg_type = libc::IP_PKTINFO;
+                        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+                        let info = libc::in_pktinfo {
+                            ipi_ifindex: 0,
+                            ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
+                            ipi_addr: libc::in_addr { s_addr: 0 },
+                        };
+                        libc::CMSG_DATA(c).cast::<libc::in_pktinfo>().write_unaligned(info);
+                        controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
+                    }
+                    IpAddr::V6(ip) => {
+                        (*c).cmsg_level = libc::IPPROTO_IPV6;
+                        (*c).cmsg_type = libc::IPV6_PKTINFO;
+                        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
+                        let info =
+                            libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: ip.octets() }, ipi6_ifindex: 0 };
+                        libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>().write_unaligned(info);
+                        controllen = libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
+                    }
+                }
+            }
+        }
+        let mut iovs = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for &end in ends {
+            let part = buf.get(start..end).unwrap_or(&[]);
+            iovs.push(libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
+            start = end;
+        }
+        let mut hdrs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: all-zero bytes are a valid mmsghdr.
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                h.msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+                h.msg_hdr.msg_namelen = name.len();
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                if controllen > 0 {
+                    h.msg_hdr.msg_control = control.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = controllen as _;
+                }
+                h
+            })
+            .collect();
+        let mut sent = 0;
+        while sent < hdrs.len() {
+            let rest = &mut hdrs[sent..];
+            // SAFETY: live headers whose name, iovecs and control point at live buffers that
+            // sendmmsg only reads.
+            let r = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return if sent > 0 { Ok(sent) } else { Err(e) };
+            }
+            if r == 0 {
+                break;
+            }
+            sent += r as usize;
+        }
+        Ok(sent)
+    }
+
     /// Sends consecutive datagrams `buf[ends[i-1]..ends[i]]` on a connected socket with as few
     /// sendmmsg(2) calls as the kernel allows. Returns how many went out; an error only when
     /// none did.
@@ -842,7 +940,10 @@ struct Waiting {
 
 #[derive(Debug)]
 struct Slot {
-    socket: UdpSocket,
+    /// The transfer's own socket; `None` in single-port mode (the listener serves it).
+    socket: Option<UdpSocket>,
+    /// The local address the request came to (wildcard listener), the source of every reply.
+    local: Option<IpAddr>,
     client: SocketAddr,
     /// The name as requested (lossy UTF-8), for events and duplicate detection.
     file: String,
@@ -863,6 +964,11 @@ struct Server {
     max_transfers: usize,
     max_queued: usize,
     max_per_client: usize,
+    /// Every transfer is served from the listener ([`TftpLimits::single_port`]).
+    single_port: bool,
+    listener_v6: bool,
+    /// In single-port mode: the transfer of each client address.
+    by_client: HashMap<SocketAddr, usize>,
     /// Requests waiting for a free transfer (oldest first).
     queued: VecDeque<Queued>,
     /// recvmmsg buffers of the listener (taken while a batch is handled).
@@ -1059,6 +1165,28 @@ impl Server {
     }
 
     fn on_request(&mut self, bytes: &[u8], peer: Peer) {
+        if self.single_port {
+            if let Some(&i) = self.by_client.get(&peer.client) {
+                if !matches!(bytes.get(..2), Some([0, 1]) | Some([0, 2])) {
+                    let now = self.now();
+                    let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else { return };
+                    match slot.transfer.on_datagram(bytes, now) {
+                        Ok(action) => self.apply(i, action),
+                        Err(Rejected::Malformed(_)) => self.shared.inc(C::DroppedMalformed),
+                        Err(Rejected::Unexpected(_)) => self.shared.inc(C::DroppedUnexpected),
+                    }
+                    return;
+                }
+                // A new request from the address of a transfer in progress: unless it repeats
+                // the request that started it (ignored below), the client moved on.
+                let repeat = self.slots.get(i).and_then(Option::as_ref).is_some_and(|s| {
+                    s.transfer.acked() == 0 && request_name(bytes).as_bytes() == s.file.as_bytes()
+                });
+                if !repeat {
+                    self.finish(i, End::Failed("superseded by a new request".into()));
+                }
+            }
+        }
         let is_request = matches!(bytes.get(..2), Some([0, 1]) | Some([0, 2]));
         if is_request {
             self.shared.inc(C::Requests);
@@ -1197,16 +1325,21 @@ impl Server {
     }
 
     fn start_transfer(&mut self, peer: Peer, name: String, data: Arc<[u8]>, options: &RequestOptions) {
-        let socket = match self.transfer_socket(peer) {
-            Ok(s) => s,
-            Err(_) => {
-                self.shared.inc(C::ErrorsInternal);
-                self.refuse(peer, error_code::UNDEFINED, "server error", name, "no transfer socket");
-                return;
+        let socket = if self.single_port {
+            None
+        } else {
+            match self.transfer_socket(peer) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    self.shared.inc(C::ErrorsInternal);
+                    self.refuse(peer, error_code::UNDEFINED, "server error", name, "no transfer socket");
+                    return;
+                }
             }
         };
         let (transfer, first) = Transfer::new(options, data.len() as u64, &self.wire, self.now());
-        let slot = Slot { socket, client: peer.client, file: name, data, transfer, started: Instant::now() };
+        let slot =
+            Slot { socket, local: peer.local, client: peer.client, file: name, data, transfer, started: Instant::now() };
         let i = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -1214,11 +1347,18 @@ impl Server {
                 self.slots.len() - 1
             }
         };
-        if self.epoll.add(slot.socket.as_raw_fd(), TOKEN_FIRST_SLOT + i as u64).is_err() {
-            self.free.push(i);
-            self.shared.inc(C::ErrorsInternal);
-            self.refuse(peer, error_code::UNDEFINED, "server error", slot.file, "epoll");
-            return;
+        match &slot.socket {
+            Some(socket) => {
+                if self.epoll.add(socket.as_raw_fd(), TOKEN_FIRST_SLOT + i as u64).is_err() {
+                    self.free.push(i);
+                    self.shared.inc(C::ErrorsInternal);
+                    self.refuse(peer, error_code::UNDEFINED, "server error", slot.file, "epoll");
+                    return;
+                }
+            }
+            None => {
+                self.by_client.insert(peer.client, i);
+            }
         }
         self.slots[i] = Some(slot);
         self.shared.inc(C::TransfersStarted);
@@ -1270,7 +1410,8 @@ impl Server {
     fn on_transfer_socket(&mut self, i: usize, buf: &mut [u8]) {
         for _ in 0..1 {
             let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else { return };
-            let n = match slot.socket.recv(buf) {
+            let Some(socket) = &slot.socket else { return };
+            let n = match socket.recv(buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -1305,12 +1446,22 @@ impl Server {
         let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else { return Outcome::Continue };
         let shared = &self.shared;
         let out = &mut self.out;
+        // Single-port mode: replies leave from the listener, addressed to the client (and from
+        // the address its request came to, on a wildcard listener).
+        let via_listener = |buf: &[u8], ends: &[usize]| {
+            let dst = if self.listener_v6 { to_v6(slot.client) } else { slot.client };
+            sys::send_batch_to(self.listener.as_raw_fd(), buf, ends, dst, if self.pktinfo { slot.local } else { None })
+        };
         match action {
             Action::None => {}
             Action::SendOack { retransmit } => {
                 out.clear();
                 slot.transfer.write_oack(out);
-                if let Err(e) = slot.socket.send(out) {
+                let sent = match &slot.socket {
+                    Some(socket) => socket.send(out).map(|_| ()),
+                    None => via_listener(out, &[out.len()]).map(|_| ()),
+                };
+                if let Err(e) = sent {
                     if e.kind() == io::ErrorKind::ConnectionRefused {
                         return Outcome::Finished(End::Failed("client unreachable".into()));
                     }
@@ -1333,8 +1484,16 @@ impl Server {
                     ends.push(out.len());
                 }
                 let segment = 4 + usize::from(slot.transfer.blksize());
+                let Some(socket) = &slot.socket else {
+                    if let Ok(sent) = via_listener(out, ends) {
+                        let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
+                        shared.add(C::PacketsSent, sent as u64);
+                        shared.add(C::BytesSent, (bytes - 4 * sent) as u64);
+                    }
+                    return Outcome::Continue;
+                };
                 if self.gso && ends.len() > 1 && out.len() <= GSO_MAX_BYTES {
-                    match sys::send_gso(slot.socket.as_raw_fd(), out, segment as u16) {
+                    match sys::send_gso(socket.as_raw_fd(), out, segment as u16) {
                         Ok(_) => {
                             shared.inc(C::GsoSends);
                             shared.add(C::PacketsSent, ends.len() as u64);
@@ -1349,7 +1508,7 @@ impl Server {
                         Err(_) => self.gso = false,
                     }
                 }
-                match sys::send_batch(slot.socket.as_raw_fd(), out, ends) {
+                match sys::send_batch(socket.as_raw_fd(), out, ends) {
                     Ok(sent) => {
                         let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
                         shared.add(C::PacketsSent, sent as u64);
@@ -1372,7 +1531,12 @@ impl Server {
     /// Ends transfer `i`: frees its socket and slot, counts it, reports it.
     fn finish(&mut self, i: usize, end: End) {
         let Some(slot) = self.slots.get_mut(i).and_then(Option::take) else { return };
-        self.epoll.delete(slot.socket.as_raw_fd());
+        match &slot.socket {
+            Some(socket) => self.epoll.delete(socket.as_raw_fd()),
+            None => {
+                self.by_client.remove(&slot.client);
+            }
+        }
         self.free.push(i);
         self.shared.active.fetch_sub(1, Ordering::Relaxed);
         let (counter, ok, error) = match end {
@@ -1397,6 +1561,14 @@ impl Server {
     fn push_event(&self, event: TftpEvent) {
         // A full queue counts the drop itself (reported as `events_dropped`).
         let _ = self.shared.events.push(event);
+    }
+}
+
+/// A client address as an IPv6 socket sends to it (IPv4 as v4-mapped).
+fn to_v6(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
+        v6 => v6,
     }
 }
 

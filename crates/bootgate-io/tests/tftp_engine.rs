@@ -308,7 +308,7 @@ fn silent_client_times_out_busy_server_refuses_and_duplicates_are_ignored() {
     s.retries = 2;
     s.max_transfers = 1;
     // Refuse rather than queue (the queue has its own test).
-    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 0, max_per_client: 0 }).unwrap();
+    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 0, ..TftpLimits::default() }).unwrap();
     let server = engine.local_addr();
 
     // An RRQ sent twice, then silence: one transfer, OACK sent three times, then a timeout.
@@ -499,7 +499,7 @@ fn a_busy_server_queues_requests_and_refuses_past_the_queue() {
     s.timeout_ms = 200;
     s.retries = 2; // the silent client holds the only slot for 200 + 400 + 800 ms
     s.max_transfers = 1;
-    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 2, max_per_client: 0 }).unwrap();
+    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 2, ..TftpLimits::default() }).unwrap();
     let server = engine.local_addr();
     let silent = silent_request(server, "127.0.0.1:0", b"f.bin");
     assert_eq!(wait_counter(&engine, "transfers_started", 1), 1);
@@ -538,7 +538,7 @@ fn one_client_address_is_limited_and_others_are_not() {
     let mut s = settings(&dir.0);
     s.timeout_ms = 300;
     s.retries = 3;
-    let engine = TftpEngine::start_with(s, TftpLimits { max_queued: 64, max_per_client: 1 }).unwrap();
+    let engine = TftpEngine::start_with(s, TftpLimits { max_per_client: 1, ..TftpLimits::default() }).unwrap();
     let server = engine.local_addr();
     let _silent = silent_request(server, "127.0.0.1:0", b"f.bin");
     assert_eq!(wait_counter(&engine, "transfers_started", 1), 1);
@@ -558,4 +558,60 @@ fn one_client_address_is_limited_and_others_are_not() {
     assert!(ev.iter().any(|e| !e.ok && e.error == "client limit"), "{ev:?}");
     assert!(ev.iter().any(|e| e.ok && e.client.ip().to_string() == "127.0.0.2"), "{ev:?}");
     assert_eq!(counter(&engine, "errors_busy"), 0);
+}
+
+#[test]
+fn single_port_mode_serves_every_transfer_from_the_listening_port() {
+    let dir = TempDir::new("singleport");
+    let big = random_bytes(400_000, 13);
+    let small = random_bytes(3000, 14);
+    std::fs::write(dir.0.join("big.bin"), &big).unwrap();
+    std::fs::write(dir.0.join("small.bin"), &small).unwrap();
+    for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
+        let mut s = settings(&dir.0);
+        s.bind = bind.parse().unwrap();
+        let engine = TftpEngine::start_with(s, TftpLimits { single_port: true, ..TftpLimits::default() }).unwrap();
+        let port = engine.local_addr().port();
+        let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+        // The OACK comes from the listening port itself, not from a new transfer id.
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rrq = Vec::new();
+        Packet::Rrq(Request { filename: b"small.bin", mode: Mode::Octet, options: opts(Some(1468), None) })
+            .emit(&mut rrq);
+        sock.send_to(&rrq, server).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        assert!(matches!(Packet::parse(&buf[..n]), Ok(Packet::Oack(_))));
+        assert_eq!(from, server, "{bind}: the reply comes from port {port}");
+        let mut e = Vec::new();
+        emit_error(&mut e, 0, b"only the size");
+        sock.send_to(&e, server).unwrap();
+
+        // Concurrent transfers from one address, told apart by their ports, each byte right.
+        let cases = [
+            ("big.bin", opts(Some(1468), Some(8)), &big),
+            ("big.bin", opts(Some(512), None), &big),
+            ("small.bin", RequestOptions::default(), &small),
+            ("big.bin", opts(Some(1024), Some(16)), &big),
+        ];
+        let results: Vec<Fetch> = std::thread::scope(|sc| {
+            let hs: Vec<_> =
+                cases.iter().map(|(n, o, _)| sc.spawn(move || fetch(server, n.as_bytes(), Mode::Octet, *o))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for ((name, _, want), got) in cases.iter().zip(&results) {
+            assert!(matches!(got, Fetch::Ok { data, .. } if data == *want), "{bind} {name}: {got:?}");
+        }
+        // An ACK from an address with no transfer is dropped and counted.
+        let stray = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut ack = Vec::new();
+        emit_ack(&mut ack, 3);
+        stray.send_to(&ack, server).unwrap();
+        assert_eq!(wait_counter(&engine, "transfers_ok", 4), 4, "{bind}");
+        assert_eq!(wait_counter(&engine, "dropped_unexpected", 1), 1, "{bind}");
+        assert_eq!(counter(&engine, "transfers_declined"), 1, "{bind}");
+        assert_eq!(counter(&engine, "active_transfers"), 0);
+    }
 }

@@ -1,7 +1,8 @@
 //! bootgate-tftpd: bootgate's TFTP engine alone, for the benchmark (what `bootgate serve` runs,
 //! without the Python process around it). Drains events every 50 ms, as the Python pump does.
 //!
-//! `bootgate-tftpd --bind 127.0.0.1:6969 --root DIR [--max-transfers 4096] [--max-blksize 1468]`
+//! `bootgate-tftpd --bind 127.0.0.1:6969 --root DIR [--max-transfers 4096] [--max-blksize 1468]
+//!  [--max-queued 4096] [--max-per-client 0] [--single-port]`
 //! Runs until killed.
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ fn main() {
     let limits = TftpLimits {
         max_queued: num("--max-queued", 4096) as usize,
         max_per_client: num("--max-per-client", 0) as usize,
+        single_port: args.iter().any(|a| a == "--single-port"),
     };
     let engine = TftpEngine::start_with(settings, limits).unwrap_or_else(|e| {
         eprintln!("bootgate-tftpd: {e}");
