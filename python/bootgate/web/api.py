@@ -17,6 +17,7 @@ from ..policy import MachineAction, normalize_mac
 from ..scripts import check_content_path, check_kernel_args
 from ..store import BOOT_STATES, EventRecord
 from .boot import client_ip, state_of
+from .hooks import hooks_of
 from .responses import OrjsonResponse, json_error
 
 MAX_BODY = 64 * 1024
@@ -146,6 +147,10 @@ async def boot_status(request: Request) -> Response:
     now = time.time()
     await st.deps.store.add_status(boot_id, state, message, at=now, rename=rename)
     st.deps.metrics.boot_statuses.labels(state).inc()
+    if state in ("success", "failure"):
+        hooks_of(request.app).emit("install", {"boot_id": boot_id, "mac": boot["mac"], "host_id": boot["host_id"],
+                                               "deployment_id": boot["deployment_id"], "result": state,
+                                               "message": message})
     st.deps.recorder.add(EventRecord(kind="status", time=now, mac=boot["mac"], client_ip=client_ip(request),
                                      detail={"boot_id": boot_id, "state": state, "message": message}))
     return OrjsonResponse({"boot_id": boot_id, "state": state, "time": now})

@@ -16,6 +16,7 @@ from ..scripts import (base_url, is_valid_host, render_action, render_bootstrap,
                        render_technician)
 from ..store import BootRecord, EventRecord
 from .deps import AppState
+from .hooks import hooks_of
 from .responses import ipxe_script
 
 log = logging.getLogger("bootgate.web.boot")
@@ -178,6 +179,9 @@ async def boot(request: Request) -> Response:
     if deployment_id is not None:
         detail["deployment_id"] = deployment_id
     st.deps.recorder.add(EventRecord(kind="boot", time=now, mac=mac, client_ip=ip, detail=detail))
+    hooks_of(request.app).emit("boot", {"boot_id": boot_id, "mac": mac, "host_id": host_id, "action": action_name,
+                                        "deployment_id": deployment_id, "client_ip": ip,
+                                        "manufacturer": machine.manufacturer, "product": machine.product})
     log.info("boot", extra={"kv": {"mac": mac, "boot_id": boot_id, "action": action_name, "client_ip": ip}})
     return ipxe_script(script)
 

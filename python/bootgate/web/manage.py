@@ -24,6 +24,7 @@ from ..store import Conflict, NotFound
 from ..store.inventory import REPORT_KEYS, ROLES, report_csv
 from .api import BadRequest, Handler, _fields, _limit, bad_requests, require
 from .boot import state_of
+from .hooks import hooks_of, validate_webhooks
 from .responses import OrjsonResponse, json_error
 
 __all__ = ["API", "FOUNDATION", "openapi_document", "routes"]
@@ -305,8 +306,9 @@ async def create_approval(request: Request) -> Response:
         raise BadRequest("deployment_id and host_id are required numbers")
     if not isinstance(note, str) or len(note) > 1024:
         raise BadRequest("note must be a string of at most 1024 characters")
-    return OrjsonResponse(await state_of(request).deps.store.approve(did, hid, _actor(request), note),
-                          status_code=201)
+    approval = await state_of(request).deps.store.approve(did, hid, _actor(request), note)
+    hooks_of(request.app).emit("approval", dict(approval))
+    return OrjsonResponse(approval, status_code=201)
 
 
 async def delete_approval(request: Request) -> Response:
@@ -381,6 +383,20 @@ async def put_name_pattern(request: Request) -> Response:
     await state_of(request).deps.store.set_setting("name_pattern", pattern)
     await state_of(request).deps.store.audit(_actor(request), "settings.name_pattern", pattern, None, {})
     return OrjsonResponse({"name_pattern": pattern})
+
+
+async def get_webhooks(request: Request) -> Response:
+    hooks = await state_of(request).deps.store.get_setting("webhooks", [])
+    return OrjsonResponse({"webhooks": [dict(w, secret="***" if w.get("secret") else "") for w in hooks]})
+
+
+async def put_webhooks(request: Request) -> Response:
+    data = await _fields(request)
+    hooks = validate_webhooks(data.get("webhooks"))
+    await state_of(request).deps.store.set_setting("webhooks", hooks)
+    await state_of(request).deps.store.audit(_actor(request), "settings.webhooks", "", None,
+                                             {"urls": [w["url"] for w in hooks]})
+    return OrjsonResponse({"webhooks": len(hooks)})
 
 
 def _time_param(request: Request, key: str) -> float | None:
@@ -464,6 +480,9 @@ API: tuple[Api, ...] = (
     Api("/api/v1/tokens/{name}", "DELETE", delete_token, "admin", "Delete a token"),
     Api("/api/v1/settings/name-pattern", "GET", get_name_pattern, "read-only", "Zero-touch name pattern"),
     Api("/api/v1/settings/name-pattern", "PUT", put_name_pattern, "admin", "Set the zero-touch name pattern"),
+    Api("/api/v1/settings/webhooks", "GET", get_webhooks, "admin", "Outgoing webhooks (secrets hidden)"),
+    Api("/api/v1/settings/webhooks", "PUT", put_webhooks, "admin",
+        'Set webhooks {"webhooks": [{"url", "events": [boot, install, approval], "secret"}]}'),
     Api("/api/v1/reports/boots", "GET", report, "read-only",
         "Boots and installs by day|collection|model|result (?by, ?since, ?until, ?format=json|csv)"),
     Api("/api/v1/openapi.json", "GET", openapi, None, "This document"),
