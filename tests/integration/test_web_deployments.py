@@ -65,7 +65,7 @@ async def test_zero_touch_required_once_then_local_disk(app_env: AppEnv) -> None
     r = await c.put("/api/v1/settings/name-pattern", headers=app_env.auth, json={"name_pattern": "LAB-{serial}"})
     assert r.status_code == 200
     dep = await _deploy(app_env)
-    s1 = (await c.get("/boot", params=IDENT)).text
+    s1 = (await c.get("/boot", params=dict(IDENT, version="1.21.1+ (g123)", nic="virtio-net", asset="A-1"))).text
     assert f"kernel http://boot.example:8050/content/debian/vmlinuz auto=true bootgate.boot=" in s1
     assert f"bootgate.deployment={dep['id']}" in s1 and "initrd http://boot.example:8050/content/debian/initrd.gz" in s1
     hosts = (await c.get("/api/v1/hosts", headers=app_env.auth)).json()["items"]
@@ -73,7 +73,10 @@ async def test_zero_touch_required_once_then_local_disk(app_env: AppEnv) -> None
     boot_id = _boot_id(s1)
     boot = (await c.get("/api/v1/boots", headers=app_env.auth)).json()[0]
     assert boot["action"] == "deploy" and boot["deployment_id"] == dep["id"]
-    assert boot["capabilities"]["buildarch"] == "x86_64" and boot["capabilities"]["identity"] == "new machine"
+    caps = boot["capabilities"]
+    assert caps["buildarch"] == "x86_64" and caps["identity"] == "new machine" and caps["client_ip"] == "198.18.0.10"
+    assert (caps["version"], caps["nic"], caps["asset"], caps["platform"]) == ("1.21.1+ (g123)", "virtio-net", "A-1",
+                                                                               "efi")
     # the installer may wipe the new machine, reports success and renames it
     g = await c.post("/api/v1/guard/wipe", json={"boot_id": boot_id, "mac": MAC, "uuid": UUID, "serial": "QEMU0001",
                                                  "disks": [{"name": "vda", "has_os": False}]})

@@ -92,7 +92,8 @@ def test_bootstrap_chains_to_boot_with_identity() -> None:
     assert lines[0] == "#!ipxe"
     assert lines[1].startswith("chain https://198.18.0.1:8051/boot?mac=${netX/mac}&uuid=${uuid}")
     for part in ("serial=${serial:uristring}", "manufacturer=${manufacturer:uristring}",
-                 "product=${product:uristring}", "buildarch=${buildarch}", "platform=${platform}", "ip=${netX/ip}"):
+                 "product=${product:uristring}", "buildarch=${buildarch}", "platform=${platform}", "ip=${netX/ip}",
+                 "version=${version:uristring}", "nic=${netX/chip:uristring}", "asset=${asset:uristring}"):
         assert part in lines[1]
     assert len([line for line in lines if line]) == 2
 

@@ -117,6 +117,7 @@ def base_url(scheme: str, host: str, port: int) -> str:
 _BOOTSTRAP_QUERY = (
     "mac=${netX/mac}&uuid=${uuid}&serial=${serial:uristring}&manufacturer=${manufacturer:uristring}"
     "&product=${product:uristring}&buildarch=${buildarch}&platform=${platform}&ip=${netX/ip}"
+    "&version=${version:uristring}&nic=${netX/chip:uristring}&asset=${asset:uristring}"
 )
 
 
