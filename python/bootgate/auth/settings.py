@@ -1,0 +1,159 @@
+"""The [auth], [ldap] and [mab] config sections (schema and validation), kept here so config.py only
+merges them: ``_SCHEMA.update(SECURITY_SCHEMA)`` and ``security=build_security_settings(values, fail)``."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ldap import LdapConfigError, LdapSettings
+from .ratelimit import LimitSettings
+from .tokens import normalize_mac
+
+__all__ = ["AuthSettings", "MabSettings", "SECURITY_SCHEMA", "SecuritySettings", "build_security_settings"]
+
+SECURITY_SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
+    "auth": {
+        "token_ttl": (int, 3600, "seconds a boot token stays valid after login (covers a multi-minute image download)"),
+        "max_failures": (int, 5, "failed logins per user or per machine within failure_window that lock it"),
+        "failure_window": (int, 300, "seconds over which failed logins are counted"),
+        "lockout": (int, 300, "seconds of the first lockout (doubles on each further one, up to an hour)"),
+        "allow_http_login": (bool, False, "accept credentials over plain HTTP (never do this outside a lab)"),
+        "http_script_clients": (str, "", "comma-separated client IPs/MACs allowed boot scripts over plain HTTP "
+                                         "(old iPXE builds without HTTPS); empty = nobody"),
+    },
+    "ldap": {
+        "url": (str, "", "ldaps://dc.example.org:636 or ldap://...:389 with start_tls; empty = login disabled"),
+        "start_tls": (bool, True, "StartTLS on ldap:// URLs (required: plain LDAP is refused)"),
+        "ca_cert": (str, "", "PEM file of the CA that signed the directory's certificate; empty = system store"),
+        "base_dn": (str, "", "where users are searched"),
+        "user_filter": (str, "(&(objectClass=person)(uid={username}))",
+                        "user search filter; {username} is escaped (AD: (sAMAccountName={username}))"),
+        "user_dn_template": (str, "", "bind DN built from the name instead of a search, e.g. "
+                                      "uid={username},ou=people,dc=example,dc=org"),
+        "bind_dn": (str, "", "service account for the user search (empty = anonymous search)"),
+        "bind_password": (str, "", "its password"),
+        "group_base_dn": (str, "", "where groups are searched (default base_dn)"),
+        "group_filter": (str, "(|(objectClass=groupOfNames)(objectClass=group))", "what a group is"),
+        "member_attribute": (str, "member", "group attribute that lists members (DNs)"),
+        "nested": (str, "walk", '"walk" (follow nested groups by searches), "in_chain" (Active Directory), "none"'),
+        "required_groups": (str, "", "semicolon-separated group DNs; login needs (nested) membership in one"),
+        "timeout": (int, 5, "seconds per directory operation"),
+    },
+    "mab": {
+        "backend": (str, "", '"freeradius" (rlm_rest asks bootgate); empty = no MAB exceptions'),
+        "exception_ttl": (int, 3600, "seconds a MAC exception lasts after a login"),
+        "rest_secret": (str, "", "HTTP Basic password FreeRADIUS rlm_rest sends to /api/v1/mab/authorize"),
+        "coa_targets": (str, "", "comma-separated switch host:port receiving RADIUS CoA (RFC 5176), e.g. "
+                                 "10.0.0.2:3799"),
+        "coa_secret": (str, "", "RADIUS shared secret for the CoA targets"),
+        "coa_mode": (str, "cisco-reauth", '"cisco-reauth" (Cisco-AVPair reauthenticate) or "disconnect"'),
+        "coa_mac_format": (str, "HYPHEN", "Calling-Station-Id spelling: HYPHEN, hyphen, COLON, colon, dot, BARE, bare"),
+        "attempts": (int, 3, "tries per NAC call (with backoff)"),
+        "timeout": (int, 10, "seconds per NAC call"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    token_ttl: int = 3600
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    allow_http_login: bool = False
+    http_script_clients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MabSettings:
+    backend: str = ""
+    exception_ttl: int = 3600
+    rest_secret: str = ""
+    coa_targets: tuple[tuple[str, int], ...] = ()
+    coa_secret: str = ""
+    coa_mode: str = "cisco-reauth"
+    coa_mac_format: str = "HYPHEN"
+    attempts: int = 3
+    timeout: int = 10
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    ldap: LdapSettings | None = None  # None: login disabled
+    mab: MabSettings = field(default_factory=MabSettings)
+
+
+Fail = Callable[[str, str, str, str], Exception]
+
+
+def build_security_settings(values: Mapping[str, Mapping[str, Any]], fail: Fail) -> SecuritySettings:
+    """`fail(section, key, problem, fix)` makes config.py's ConfigError (naming file and line)."""
+    a = values["auth"]
+    for key in ("token_ttl", "max_failures", "failure_window", "lockout"):
+        if a[key] <= 0:
+            raise fail("auth", key, f"is {a[key]}", "use a positive number")
+    clients: list[str] = []
+    for part in (p.strip() for p in a["http_script_clients"].split(",")):
+        if not part:
+            continue
+        try:
+            clients.append(str(ipaddress.ip_address(part)))
+        except ValueError:
+            try:
+                clients.append(normalize_mac(part))
+            except ValueError:
+                raise fail("auth", "http_script_clients", f"has {part!r}, neither an IP nor a MAC address",
+                           "list client IP or MAC addresses separated by commas") from None
+    auth = AuthSettings(token_ttl=a["token_ttl"],
+                        limits=LimitSettings(max_failures=a["max_failures"], window_seconds=a["failure_window"],
+                                             lockout_seconds=a["lockout"]),
+                        allow_http_login=a["allow_http_login"], http_script_clients=tuple(clients))
+
+    lv = values["ldap"]
+    ldap = None
+    if lv["url"]:
+        ldap = LdapSettings(url=lv["url"], start_tls=lv["start_tls"], ca_cert=lv["ca_cert"], base_dn=lv["base_dn"],
+                            user_filter=lv["user_filter"], user_dn_template=lv["user_dn_template"],
+                            bind_dn=lv["bind_dn"], bind_password=lv["bind_password"],
+                            group_base_dn=lv["group_base_dn"], group_filter=lv["group_filter"],
+                            member_attribute=lv["member_attribute"], nested=lv["nested"],
+                            required_groups=tuple(g.strip() for g in lv["required_groups"].split(";") if g.strip()),
+                            timeout=float(lv["timeout"]))
+        try:
+            ldap.validate()
+        except LdapConfigError as e:
+            raise fail("ldap", "url", "does not work: " + str(e), "fix the [ldap] section as the message says") from None
+
+    m = values["mab"]
+    if m["backend"] not in ("", "freeradius"):
+        raise fail("mab", "backend", f"is {m['backend']!r}", 'use "freeradius" or leave it empty')
+    if m["coa_mode"] not in ("cisco-reauth", "disconnect"):
+        raise fail("mab", "coa_mode", f"is {m['coa_mode']!r}", 'use "cisco-reauth" or "disconnect"')
+    if m["coa_mac_format"] not in ("HYPHEN", "hyphen", "COLON", "colon", "dot", "BARE", "bare"):
+        raise fail("mab", "coa_mac_format", f"is {m['coa_mac_format']!r}",
+                   "use HYPHEN, hyphen, COLON, colon, dot, BARE or bare")
+    targets: list[tuple[str, int]] = []
+    for part in (p.strip() for p in m["coa_targets"].split(",")):
+        if not part:
+            continue
+        host, _, port_s = part.rpartition(":")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            port = int(port_s)
+            if not 0 < port < 65536:
+                raise ValueError
+        except ValueError:
+            raise fail("mab", "coa_targets", f"has {part!r}", "write switch addresses as ip:port, e.g. "
+                                                              "10.0.0.2:3799") from None
+        targets.append((host.strip("[]"), port))
+    if targets and not m["coa_secret"]:
+        raise fail("mab", "coa_secret", "is empty but coa_targets are set", "set the switches' RADIUS CoA secret")
+    for key in ("exception_ttl", "attempts", "timeout"):
+        if m[key] <= 0:
+            raise fail("mab", key, f"is {m[key]}", "use a positive number")
+    mab = MabSettings(backend=m["backend"], exception_ttl=m["exception_ttl"], rest_secret=m["rest_secret"],
+                      coa_targets=tuple(targets), coa_secret=m["coa_secret"], coa_mode=m["coa_mode"],
+                      coa_mac_format=m["coa_mac_format"], attempts=m["attempts"], timeout=m["timeout"])
+    return SecuritySettings(auth=auth, ldap=ldap, mab=mab)

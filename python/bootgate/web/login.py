@@ -1,0 +1,252 @@
+"""Login at the iPXE prompt, boot-token checks, and the FreeRADIUS rlm_rest MAB route.
+
+The flow (stock iPXE has ``login`` but no ``params``, so credentials travel as HTTP authentication):
+
+1. The boot flow answers a machine that must log in with :func:`login_script` (or a chain to
+   ``/login.ipxe``). That script runs iPXE's ``login`` and fetches
+   ``https://${username:uristring}:${password:uristring}@host/login/auth?next=/boot&mac=...`` with
+   ``imgfetch``, then clears ``username``/``password`` before running what it fetched.
+2. ``/login/auth`` without credentials answers 401 with ``WWW-Authenticate: Basic``; iPXE repeats the
+   request with an ``Authorization`` header over TLS. (The userinfo never appears in the request line, so
+   access logs never hold it; this module never logs the header or the password.)
+3. On success the answer is a script that sets ``bgt`` and chains ``<next>?<same query>&bgt=<token>``; every
+   later URL carries the token, which the boot flow checks with :func:`check_boot_token`.
+   Failure answers 403 (wrong credentials, not in group, locked) so iPXE does not ask again by itself;
+   the login script loops back to the prompt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..auth.service import SecurityService
+from ..auth.tokens import BootToken, TokenError, normalize_mac
+
+__all__ = ["check_boot_token", "login_script", "query_hash", "routes", "security_of"]
+
+log = logging.getLogger("bootgate.web.login")
+
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?$")
+_NEXT_RE = re.compile(r"^/[A-Za-z0-9_-][A-Za-z0-9/_.-]{0,200}$")
+
+
+class _Next:
+    """A plain path on this server: never another host (//), never a parent (..)."""
+
+    @staticmethod
+    def match(path: str) -> bool:
+        return bool(_NEXT_RE.match(path)) and "//" not in path and ".." not in path
+
+
+_NEXT = _Next()
+TOKEN_PARAM = "bgt"
+DEFAULT_QUERY = ("mac=${netX/mac}&uuid=${uuid}&serial=${serial:uristring}&manufacturer=${manufacturer:uristring}"
+                 "&product=${product:uristring}&buildarch=${buildarch}&platform=${platform}&ip=${netX/ip}")
+
+
+def security_of(request: Request) -> SecurityService | None:
+    sec = getattr(request.app.state, "security", None)
+    return sec if isinstance(sec, SecurityService) else None
+
+
+def _base(request: Request) -> str:
+    scheme = "https" if request.url.scheme == "https" else "http"
+    host = request.headers.get("host", "")
+    if not _HOST.match(host):
+        server = request.scope.get("server") or ("127.0.0.1", 443 if scheme == "https" else 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scheme}://{host}"
+
+
+def query_hash(params: Mapping[str, str]) -> str:
+    """Hash of the query (without the token) a token was issued for: later tampering shows."""
+    items = sorted((k, v) for k, v in params.items() if k != TOKEN_PARAM)
+    return hashlib.sha256(urlencode(items).encode()).hexdigest()[:32]
+
+
+def login_script(base: str, next_path: str = "/boot", query: str = DEFAULT_QUERY, prompt: str = "") -> str:
+    """The iPXE login script. `base` is https://host:port of this server, `query` raw iPXE query text
+    (variables expanded by iPXE) that must carry mac=; it is sent to /login/auth and passed on to
+    `next_path` with the token added."""
+    if not _NEXT.match(next_path):
+        raise ValueError(f"next path {next_path!r} is not a plain path on this server")
+    scheme, _, hostport = base.partition("://")
+    auth_url = (f"{scheme}://${{username:uristring}}:${{password:uristring}}@{hostport}/login/auth?"
+                f"next={next_path}&{query}")
+    echo = f"echo {prompt}\n" if prompt and prompt.isprintable() and "$" not in prompt else ""
+    return ("#!ipxe\n"
+            ":bg_login\n"
+            f"{echo}"
+            "login || goto bg_cancel\n"
+            f"imgfetch --name bgnext {auth_url} || goto bg_fail\n"
+            "clear username\nclear password\n"
+            "imgexec bgnext\n"
+            "goto bg_cancel\n"
+            ":bg_fail\n"
+            "clear username\nclear password\n"
+            "echo Login refused: wrong name or password, not allowed, or too many attempts.\n"
+            "sleep 3\n"
+            "goto bg_login\n"
+            ":bg_cancel\n"
+            "clear username\nclear password\n"
+            "exit\n")
+
+
+def _script(text: str, status: int = 200) -> Response:
+    return PlainTextResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+async def login_ipxe(request: Request) -> Response:
+    next_path = request.query_params.get("next", "/boot")
+    if not _NEXT.match(next_path):
+        return PlainTextResponse("next must be a path on this server\n", status_code=400)
+    return _script(login_script(_base(request), next_path))
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = raw.partition(":")
+    return (user, password) if sep else None
+
+
+async def login_auth(request: Request) -> Response:
+    sec = security_of(request)
+    if sec is None:
+        return PlainTextResponse("login is not configured on this server ([ldap] url)\n", status_code=404)
+    if request.url.scheme != "https" and not sec.allow_http_login:
+        return PlainTextResponse("login needs HTTPS\n", status_code=403)
+    q = dict(request.query_params)
+    next_path = q.pop("next", "/boot")
+    if not _NEXT.match(next_path):
+        return PlainTextResponse("next must be a path on this server\n", status_code=400)
+    q.pop(TOKEN_PARAM, None)
+    creds = _basic_credentials(request)
+    if creds is None:
+        return PlainTextResponse("login required\n", status_code=401,
+                                 headers={"WWW-Authenticate": f'Basic realm="{sec.realm}", charset="UTF-8"',
+                                          "Cache-Control": "no-store"})
+    username, password = creds
+    mac = q.get("mac", "")
+    client = request.client.host if request.client else ""
+    outcome = await sec.login(username, password, mac, client,
+                              claims={"next": next_path, "qh": query_hash(q)})
+    del password, creds
+    if not outcome.ok:
+        if outcome.reason == "bad_mac":
+            return PlainTextResponse("mac is missing or not a MAC address\n", status_code=400)
+        headers = {"Cache-Control": "no-store"}
+        if outcome.reason == "locked":
+            headers["Retry-After"] = str(int(outcome.retry_after) + 1)
+            return PlainTextResponse("too many failed logins; try later\n", status_code=429, headers=headers)
+        if outcome.reason in ("directory_unavailable", "directory_error", "no_directory"):
+            return PlainTextResponse("the directory is not reachable; try later\n", status_code=503,
+                                     headers=headers)
+        return PlainTextResponse("login refused\n", status_code=403, headers=headers)
+    q[TOKEN_PARAM] = outcome.token
+    url = _base(request) + next_path + "?" + urlencode(q)
+    return _script(f"#!ipxe\nset {TOKEN_PARAM} {outcome.token}\nchain {url}\n")
+
+
+def check_boot_token(request: Request, *, bind_query: bool = True) -> BootToken | Response:
+    """For the boot flow: the verified token of this request (``bgt=`` query parameter), or the error
+    response to send. `bind_query`: the query (minus the token) must be the one the token was issued for."""
+    sec = security_of(request)
+    if sec is None:
+        return PlainTextResponse("login is not configured on this server\n", status_code=503)
+    token = request.query_params.get(TOKEN_PARAM, "")
+    mac = request.query_params.get("mac", "")
+    try:
+        tok = sec.check_token(token, mac)
+    except TokenError as e:
+        return PlainTextResponse(f"boot token refused: {e.reason}\n", status_code=403)
+    if bind_query and tok.claims.get("qh") != query_hash(dict(request.query_params)):
+        return PlainTextResponse("boot token refused: parameters changed\n", status_code=403)
+    return tok
+
+
+async def mab_authorize(request: Request) -> Response:
+    """FreeRADIUS rlm_rest `authorize`: 200 + reply attributes while the MAC has an exception, 404 otherwise
+    (rlm_rest: notfound), 400 for a MAC that does not parse."""
+    sec = security_of(request)
+    table = sec.mab_table if sec is not None else None
+    if sec is None or table is None:
+        return JSONResponse({"error": "MAB exceptions are not configured ([mab] backend)"}, status_code=404)
+    if sec.mab_rest_secret:
+        creds = _basic_credentials(request)
+        if creds is None or not hmac.compare_digest(creds[1].encode(), sec.mab_rest_secret.encode()):
+            return JSONResponse({"error": "authentication required"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Basic realm="bootgate-mab"'})
+    raw = request.query_params.get("mac", "")
+    try:
+        mac = normalize_mac(raw)
+    except ValueError:
+        return JSONResponse({"error": "mac is not a MAC address"}, status_code=400)
+    left = table.lookup(mac)
+    if left is None:
+        return JSONResponse({"error": "no exception", "mac": mac}, status_code=404)
+    return JSONResponse({"reply:Session-Timeout": max(1, int(left)),
+                         "reply:Reply-Message": "bootgate imaging exception"})
+
+
+def _admin_ok(request: Request) -> bool:
+    st = getattr(request.app.state, "bootgate", None)
+    want = getattr(getattr(st, "deps", None), "admin_token", "")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return bool(want) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), want.encode())
+
+
+async def mab_list(request: Request) -> Response:
+    if not _admin_ok(request):
+        return JSONResponse({"error": "admin token required"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+    sec = security_of(request)
+    if sec is None or sec.mab is None:
+        return JSONResponse({"exceptions": [], "history": [], "configured": False})
+    return JSONResponse({
+        "configured": True,
+        "exceptions": sec.mab_table.entries() if sec.mab_table is not None else [],
+        "history": [vars(h) for h in list(sec.mab.history)[-200:]][::-1],
+    })
+
+
+async def mab_revoke(request: Request) -> Response:
+    if not _admin_ok(request):
+        return JSONResponse({"error": "admin token required"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+    sec = security_of(request)
+    if sec is None or sec.mab is None:
+        return JSONResponse({"error": "MAB exceptions are not configured"}, status_code=404)
+    try:
+        mac = normalize_mac(request.path_params["mac"])
+    except ValueError:
+        return JSONResponse({"error": "not a MAC address"}, status_code=400)
+    ok = await sec.mab.revoke(mac, reauthenticate=True)
+    return JSONResponse({"mac": mac, "ok": ok})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/login.ipxe", login_ipxe, methods=["GET"]),
+        Route("/login/auth", login_auth, methods=["GET"]),
+        Route("/api/v1/mab/authorize", mab_authorize, methods=["GET", "POST"]),
+        Route("/api/v1/mab/exceptions", mab_list, methods=["GET"]),
+        Route("/api/v1/mab/exceptions/{mac}", mab_revoke, methods=["DELETE"]),
+    ]
