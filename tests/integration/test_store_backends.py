@@ -153,3 +153,16 @@ async def test_runs_statuses_guard_and_reports(store: Store) -> None:
     assert by_model == [{"model": "Dell Latitude", "boots": 2, "deployments_started": 1, "installs_succeeded": 1,
                          "installs_failed": 0}]
     assert (await store.report("day"))[0]["day"] == "1970-01-01"
+
+
+async def test_concurrent_first_boots_agree(store: Store) -> None:
+    import asyncio
+
+    ids = await asyncio.gather(*[store.identify(Identity("52:54:00:00:03:01", UUID_B, "RACE00001"),
+                                                manufacturer="QEMU", product="PC", now=1.0) for _ in range(8)])
+    hosts = {h for h, _ in ids}
+    assert None not in hosts
+    listed = await store.list_hosts()
+    assert len(listed) == len(hosts)  # every answer names a host that exists
+    assert len(hosts) == 1
+    assert all(h["macs"] == ["52:54:00:00:03:01"] for h in listed)

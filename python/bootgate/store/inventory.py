@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime
 import hashlib
@@ -9,6 +10,7 @@ import io
 import re
 import secrets
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,7 +97,23 @@ class InventoryMixin:
     # ---- identity and zero-touch registration
 
     async def identify(self, ident: Identity, *, manufacturer: str, product: str, now: float) -> tuple[int | None, Match]:
-        """Finds (or registers) the host a booting client is; keeps its MACs and the shared-MAC list."""
+        """Finds (or registers) the host a booting client is; keeps its MACs and the shared-MAC list.
+        Two first boots of one machine at once can collide on a unique key: the loser retries and then
+        finds what the winner wrote."""
+        locks = self.__dict__.setdefault("_identify_locks", [asyncio.Lock() for _ in range(64)])
+        for attempt in range(3):
+            try:
+                # boots of one MAC are identified one at a time in this process, so a machine that
+                # retries its first boot is registered once
+                async with locks[zlib.crc32(ident.mac.encode()) % len(locks)]:
+                    return await self._identify(ident, manufacturer=manufacturer, product=product, now=now)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _identify(self, ident: Identity, *, manufacturer: str, product: str, now: float
+                        ) -> tuple[int | None, Match]:
         h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
         u, s = ident.good_uuid, ident.good_serial
         async with self.engine.begin() as conn:
