@@ -254,6 +254,26 @@ class FileKey:
         return cls(str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+@dataclass(frozen=True)
+class SegmentRef:
+    """Where one segment of a hashed file lies, for the MS-PCCRR peer (bootgate.web.peer)."""
+
+    path: str
+    file_key: FileKey
+    offset: int
+    length: int
+    block_size: int
+    blocks: int
+    secret: bytes
+
+    def block_range(self, index: int) -> tuple[int, int] | None:
+        """(start, end) of block `index` in the file, end exclusive; None if there is no such block."""
+        if not 0 <= index < self.blocks:
+            return None
+        start = self.offset + index * self.block_size
+        return start, min(start + self.block_size, self.offset + self.length)
+
+
 def _native() -> Any:
     from . import _native
 
@@ -278,6 +298,24 @@ class ContentInfoCache:
         self._build_lock: asyncio.Lock | None = None
         self._failed: dict[str, FileKey] = {}  # keys whose build failed (not retried until the file changes)
         self.builds = 0
+        self._segments: dict[bytes, SegmentRef] = {}  # segment ID (HoHoDk) -> where it is
+        self._indexed: set[str] = set()
+
+    def _index(self, key: str, fk: FileKey, blob: bytes) -> None:
+        if key in self._indexed:
+            return
+        try:
+            info = _native().parse_content_information(blob)
+        except Exception:  # noqa: BLE001 - a damaged cache file is ignored (and rebuilt when the file changes)
+            return
+        self._indexed.add(key)
+        for s in info["segments"]:
+            self._segments[s["id"]] = SegmentRef(fk.path, fk, s["offset"], s["length"], s["block_size"],
+                                                 len(s["block_hashes"]), s["secret"])
+
+    def segment(self, segment_id: bytes) -> SegmentRef | None:
+        """The segment with this ID (HoHoDk) among the files hashed or loaded so far."""
+        return self._segments.get(segment_id)
 
     # keys and storage
 
@@ -317,6 +355,7 @@ class ContentInfoCache:
         except OSError:
             return None
         self._remember(key, blob)
+        self._index(key, fk, blob)
         return blob
 
     def building(self, path: Path, st: os.stat_result, version: int) -> bool:
@@ -372,6 +411,7 @@ class ContentInfoCache:
             self.metrics.peerdist_bytes_hashed.inc(info["size"])
         await asyncio.to_thread(self._store, fk, spec, blob)
         self._remember(self._key(fk, spec), blob)
+        self._index(self._key(fk, spec), fk, blob)
         log.info("content information of %s (version %d, %d bytes, %d segments) built in %.2fs", path, version,
                  info["size"], info["segments"], time.monotonic() - started)
         return bytes(blob)
@@ -613,3 +653,26 @@ def hash_command(args: Any, settings: Any) -> int:
         for s in info["segments"]:
             print(f"segment {s['offset']:>12} +{s['length']:<9} hod {s['hod'].hex()} id {s['id'].hex()}")
     return 0
+
+
+# ------------------------------------------------------------------------------ iPXE script settings
+
+
+def ipxe_script_lines(bc: BranchCacheSettings, client_ip: str | None) -> list[str]:
+    """iPXE commands a boot script should run before fetching images from /content, for this client:
+    `set peerdist 0` where PeerDist is off for the client (iPXE then does not ask for Content
+    Information), else `set peerdist 1` and, when [branchcache] peerhosts maps the client's network
+    to a hosted-cache peer, `set peerhost <host:port>` (the first matching network wins)."""
+    policy = PeerPolicy(enabled=bc.enabled, subnets=bc.subnets, exclude=bc.exclude_subnets)
+    if not policy.allows(client_ip):
+        return ["set peerdist 0"]
+    lines = ["set peerdist 1"]
+    try:
+        ip = ipaddress.ip_address(client_ip or "")
+    except ValueError:
+        return lines
+    for net, host in bc.peerhosts:
+        if ip in net:
+            lines.append(f"set peerhost {host}")
+            break
+    return lines

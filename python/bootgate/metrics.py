@@ -99,4 +99,9 @@ class Metrics:
         self.peerdist_fallback_bytes = Counter("bootgate_peerdist_fallback_bytes",
                                                "Bytes sent for MissingDataRequest=true (not supplied by peers)",
                                                registry=r)
+        self.peerdist_peer_requests = Counter("bootgate_peerdist_peer_requests",
+                                              "MS-PCCRR block requests answered as a hosted-cache peer, by result",
+                                              ["result"], registry=r)
+        self.peerdist_peer_bytes = Counter("bootgate_peerdist_peer_bytes",
+                                           "Block bytes served to iPXE clients as a hosted-cache peer", registry=r)
         r.register(EngineCollector(engines))

@@ -260,3 +260,26 @@ def test_native_cancel_and_bad_settings(tmp_path: Path) -> None:
         native.content_information(tmp_path / "nope", 1, b"k")
     with pytest.raises(native.WireError):
         native.parse_content_information(b"\x00\x01garbage")
+
+
+def test_ipxe_script_lines_per_site(tmp_path: Path) -> None:
+    from tests.conftest import settings_for
+
+    s = settings_for(tmp_path, '[branchcache]\nexclude_subnets = "10.9.0.0/16"\n'
+                               'peerhosts = "10.1.0.0/16=10.1.0.5:8050, 10.2.0.0/16=branch2.example"\n').branchcache
+    assert bc.ipxe_script_lines(s, "10.1.2.3") == ["set peerdist 1", "set peerhost 10.1.0.5:8050"]
+    assert bc.ipxe_script_lines(s, "10.2.0.9") == ["set peerdist 1", "set peerhost branch2.example"]
+    assert bc.ipxe_script_lines(s, "10.3.0.1") == ["set peerdist 1"]
+    assert bc.ipxe_script_lines(s, "10.9.1.1") == ["set peerdist 0"]
+    (tmp_path / "off").mkdir()
+    off = settings_for(tmp_path / "off", "[branchcache]\nenabled = false\n").branchcache
+    assert bc.ipxe_script_lines(off, "10.1.2.3") == ["set peerdist 0"]
+
+
+@pytest.mark.parametrize("value", ["10.1.0.0/16", "x=1.2.3.4", "10.1.0.0/16=bad host", "10.0.0.0/8=h:99999"])
+def test_peerhosts_config_errors(tmp_path: Path, value: str) -> None:
+    from bootgate.config import ConfigError
+    from tests.conftest import settings_for
+
+    with pytest.raises(ConfigError, match="peerhosts"):
+        settings_for(tmp_path, f'[branchcache]\npeerhosts = "{value}"\n')

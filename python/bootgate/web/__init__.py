@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from . import api, boot, content, manage
+from . import api, boot, content, manage, peer
 from .deps import AppState, Deps
 
 __all__ = ["AppState", "Deps", "create_app"]
@@ -77,6 +77,7 @@ def create_app(settings: Settings, deps: Deps) -> Starlette:
         Route("/boot/run", boot.boot_run, methods=["GET"]),
         Route("/boot/technician", boot.boot_technician, methods=["GET"]),
         Route("/content/{path:path}", content.content, methods=["GET", "HEAD"]),
+        *peer.routes(),  # MS-PCCRR hosted-cache peer (iPXE peerhost)
         Route("/api/v1/boots/{boot_id}/status", api.boot_status, methods=["POST"]),
         Route("/api/v1/machines/{mac}/action", api.put_action, methods=["PUT"]),
         Route("/api/v1/machines/{mac}/action", api.delete_action, methods=["DELETE"]),

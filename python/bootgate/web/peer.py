@@ -1,0 +1,160 @@
+"""MS-PCCRR retrieval (HTTP transport) for iPXE's `peerhost`: a bootgate as a hosted-cache peer.
+
+iPXE with `set peerhost <bootgate host:port>` asks that host, before the origin server, for each block of
+a PeerDist download: `POST http://<peerhost>/116B50EB-ECE2-41ac-8429-9F9E963361B7/` with a MSG_GETBLKS
+(segment ID = HoHoDk, one block range). bootgate answers from the files whose Content Information it holds
+(its content root, hashed by bootgate.branchcache with the deployment's shared passphrase, so the segment
+IDs match those of the main server): a MSG_BLK carrying the block encrypted with AES-128-CBC under the
+segment secret Kp (first 16 bytes), the IV after the data. A segment or block it does not hold gets a
+MSG_BLK with an empty block ("not found"), and iPXE falls back to the origin server.
+
+Message layout (all big-endian; iPXE include/ipxe/pccrr.h, MS-PCCRR 2.2): response = u32 transport length
+(excluding itself) + header {version 1.0, type, length, algorithm} + segment {u32 digest size, ID, pad to
+4} + u32 index + u32 next + block {u32 length, data} + VRF {u32 length 0} + IV {u32 16, 16 bytes}.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import branchcache
+from .boot import client_ip, state_of
+
+log = logging.getLogger("bootgate.web.peer")
+
+MAGIC_PATH = "/116B50EB-ECE2-41ac-8429-9F9E963361B7/"
+VERSION_1_0 = 0x00000001
+GETBLKS = 0x00000003
+BLK = 0x00000005
+AES_128_CBC = 0x00000001
+MAX_REQUEST = 64 * 1024
+
+
+class BadMessage(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class GetBlks:
+    algorithm: int
+    segment_id: bytes
+    ranges: list[tuple[int, int]]  # (first, count)
+
+
+def _pad4(n: int) -> int:
+    return (-n) & 3
+
+
+def parse_getblks(body: bytes) -> GetBlks:
+    """A MSG_GETBLKS request (raises BadMessage)."""
+    if len(body) < 20:
+        raise BadMessage("shorter than a message header")
+    version, mtype, length, algorithm = struct.unpack_from(">IIII", body, 0)
+    if mtype != GETBLKS:
+        raise BadMessage(f"message type {mtype:#x} is not MSG_GETBLKS")
+    if version != VERSION_1_0:
+        raise BadMessage(f"version {version:#x}")
+    if length > len(body):
+        raise BadMessage("message length beyond the body")
+    pos = 16
+    (digestsize,) = struct.unpack_from(">I", body, pos)
+    pos += 4
+    if not 1 <= digestsize <= 64 or pos + digestsize + _pad4(digestsize) + 4 > length:
+        raise BadMessage("bad segment ID size")
+    seg_id = body[pos:pos + digestsize]
+    pos += digestsize + _pad4(digestsize)
+    (count,) = struct.unpack_from(">I", body, pos)
+    pos += 4
+    if count > 1024 or pos + 8 * count > length:
+        raise BadMessage("bad block range count")
+    ranges = [struct.unpack_from(">II", body, pos + 8 * i) for i in range(count)]
+    return GetBlks(algorithm, seg_id, [(int(a), int(b)) for a, b in ranges])
+
+
+def build_blk(segment_id: bytes, index: int, next_index: int, data: bytes, iv: bytes,
+              algorithm: int = AES_128_CBC) -> bytes:
+    """A MSG_BLK response with its transport header (`data` already encrypted, or empty = not found)."""
+    seg = struct.pack(">I", len(segment_id)) + segment_id + b"\0" * _pad4(len(segment_id))
+    body = (seg + struct.pack(">II", index, next_index) + struct.pack(">I", len(data)) + data
+            + struct.pack(">I", 0) + struct.pack(">I", len(iv)) + iv)
+    length = 16 + len(body)
+    msg = struct.pack(">IIII", VERSION_1_0, BLK, length, algorithm) + body
+    return struct.pack(">I", len(msg)) + msg
+
+
+def encrypt_block(secret: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    """(ciphertext, iv): AES-128-CBC under secret[:16], plaintext zero-padded to 16 bytes."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    iv = os.urandom(16)
+    padded = plaintext + b"\0" * ((-len(plaintext)) % 16)
+    enc = Cipher(algorithms.AES(secret[:16]), modes.CBC(iv)).encryptor()
+    return enc.update(padded) + enc.finalize(), iv
+
+
+def _read(path: str, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        out = bytearray()
+        while len(out) < length:
+            chunk = os.pread(fd, length - len(out), offset + len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+    finally:
+        os.close(fd)
+
+
+async def retrieve(request: Request) -> Response:
+    st = state_of(request)
+    m = st.deps.metrics
+    body = await request.body()
+    try:
+        if len(body) > MAX_REQUEST:
+            raise BadMessage("request too large")
+        req = parse_getblks(body)
+    except (BadMessage, struct.error) as e:
+        m.peerdist_peer_requests.labels("bad_request").inc()
+        return Response(f"bad MS-PCCRR request: {e}\n", status_code=400, media_type="text/plain")
+    from .content import branchcache_service
+
+    svc = branchcache_service(request)
+    ref = svc.cache.segment(req.segment_id) if svc is not None and svc.policy.allows(client_ip(request)) else None
+    first = req.ranges[0][0] if req.ranges else 0
+    empty = Response(build_blk(req.segment_id, first, 0, b"", b"\0" * 16), media_type="application/octet-stream")
+    if ref is None or not req.ranges or req.ranges[0][1] < 1:
+        m.peerdist_peer_requests.labels("not_found").inc()
+        return empty
+    rng = ref.block_range(first)
+    if rng is None:
+        m.peerdist_peer_requests.labels("not_found").inc()
+        return empty
+    start, end = rng
+    try:
+        data = await anyio.to_thread.run_sync(_read, ref.path, start, end - start)
+        current = await anyio.to_thread.run_sync(os.stat, ref.path)
+    except OSError:
+        data, current = b"", None
+    if current is None or branchcache.FileKey.of(Path(ref.path), current) != ref.file_key or \
+            len(data) != end - start:
+        m.peerdist_peer_requests.labels("stale").inc()
+        return empty
+    ciphertext, iv = encrypt_block(ref.secret, data)
+    nxt = first + 1 if first + 1 < ref.blocks else 0
+    m.peerdist_peer_requests.labels("ok").inc()
+    m.peerdist_peer_bytes.inc(len(data))
+    return Response(build_blk(req.segment_id, first, nxt, ciphertext, iv), media_type="application/octet-stream")
+
+
+def routes() -> list[Route]:
+    return [Route(MAGIC_PATH, retrieve, methods=["POST"])]
