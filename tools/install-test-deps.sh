@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 need_pkgs=(qemu-system-x86 ipxe-qemu ovmf dnsmasq-base iproute2 openssl busybox-static tftp-hpa atftp cpio curl
-           kmod xz-utils tcpdump debian-archive-keyring postgresql)  # kmod: depmod for the e2e kernel; tcpdump: e2e DHCP capture; postgresql: store tests (private cluster, never the system one)
+           kmod xz-utils tcpdump debian-archive-keyring postgresql slapd ldap-utils)  # kmod: depmod for the e2e kernel; tcpdump: e2e DHCP capture; postgresql: store tests (private cluster, never the system one)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +15,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   fi
+  # slapd: no system directory; the LDAP tests start their own private slapd.
+  echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
