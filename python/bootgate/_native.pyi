@@ -9,6 +9,18 @@ class BootgateError(Exception): ...
 class WireError(BootgateError): ...
 
 class DhcpEngine:
+    """The proxyDHCP engine (crates/bootgate-io/src/dhcp.rs).
+
+    Policy keywords (constructor and set_policy): boot_table maps config names to boot programs / URLs
+    (`efi_ia32`, `arm32`, `arm64`, `riscv32`, `riscv64`, `riscv128`, `loongarch32`, `loongarch64`,
+    `http_<name>` for UEFI HTTP Boot URLs incl. `http_efi_x64`, `default`, `http_default`); mac_allow /
+    mac_deny are MAC addresses or prefixes ("52:54:00"); known_only answers only known_macs (and
+    allow-listed MACs); subnets is [(cidr, boot_table)] matched by giaddr / option 82.5 / ciaddr;
+    response_delay_ms delays answers on the DHCP port (standby server). Bad values raise ValueError.
+    Events carry: time, mac, uuid, arch, message_type, vendor_class, user_class, is_ipxe, port, relay,
+    relay_agent_info (hex of option 82), answer, reason ("" when answered), delayed.
+    """
+
     def __new__(
         cls,
         *,
@@ -25,6 +37,13 @@ class DhcpEngine:
         script_url: str,
         script_url_http: str | None = None,
         ipxe_encap: bytes = ...,
+        boot_table: dict[str, str] = ...,
+        mac_allow: list[str] = ...,
+        mac_deny: list[str] = ...,
+        known_only: bool = False,
+        known_macs: list[str] = ...,
+        subnets: list[tuple[str, dict[str, str]]] = ...,
+        response_delay_ms: int = 0,
     ) -> DhcpEngine: ...
     def set_policy(
         self,
@@ -35,6 +54,13 @@ class DhcpEngine:
         script_url: str,
         script_url_http: str | None = None,
         ipxe_encap: bytes = ...,
+        boot_table: dict[str, str] = ...,
+        mac_allow: list[str] = ...,
+        mac_deny: list[str] = ...,
+        known_only: bool = False,
+        known_macs: list[str] = ...,
+        subnets: list[tuple[str, dict[str, str]]] = ...,
+        response_delay_ms: int = 0,
     ) -> None: ...
     def counters(self) -> list[tuple[str, int]]: ...
     def drain_events(self, max: int = 1024) -> list[dict[str, Any]]: ...

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BOOT_TABLE_KEYS",
     "BootSettings",
     "BranchCacheSettings",
     "ConfigError",
@@ -86,16 +87,64 @@ class DhcpSettings:
     script_scheme: str
     allow_http_scripts: bool
     trust_ca: bool
+    mac_allow: str
+    mac_deny: str
+    known_only: bool
+    response_delay_ms: int
+    ipxe_priority: int
 
     @property
     def enabled(self) -> bool:
         return bool(self.interface)
 
+    @property
+    def allow_list(self) -> list[str]:
+        return split_macs(self.mac_allow)
+
+    @property
+    def deny_list(self) -> list[str]:
+        return split_macs(self.mac_deny)
+
+
+# Architecture families with a boot program / HTTP Boot URL key in [boot] (see contract.md).
+BOOT_FAMILIES = ("bios", "efi_ia32", "efi_x64", "arm32", "arm64", "riscv32", "riscv64", "riscv128",
+                 "loongarch32", "loongarch64")
+# Every boot table key: PXE programs, HTTP Boot URLs, and the defaults for unknown architecture codes.
+BOOT_TABLE_KEYS = (*BOOT_FAMILIES, "default", *(f"http_{f}" for f in BOOT_FAMILIES if f != "bios"),
+                   "http_default")
+
 
 @dataclass(frozen=True)
 class BootSettings:
     bios: str
+    efi_ia32: str
     efi_x64: str
+    arm32: str
+    arm64: str
+    riscv32: str
+    riscv64: str
+    riscv128: str
+    loongarch32: str
+    loongarch64: str
+    default: str
+    http_efi_ia32: str
+    http_efi_x64: str
+    http_arm32: str
+    http_arm64: str
+    http_riscv32: str
+    http_riscv64: str
+    http_riscv128: str
+    http_loongarch32: str
+    http_loongarch64: str
+    http_default: str
+    subnets: str
+
+    def table(self) -> dict[str, str]:
+        """Boot table key -> program or URL, set entries only."""
+        return {k: getattr(self, k) for k in BOOT_TABLE_KEYS if getattr(self, k)}
+
+    def subnet_tables(self) -> list[tuple[str, dict[str, str]]]:
+        return parse_boot_subnets(self.subnets)
 
 
 @dataclass(frozen=True)
@@ -116,8 +165,6 @@ class BranchCacheSettings:
     threads: int  # hashing threads, 0 = all cores
     prebuild: bool  # build Content Information in the background when a file appears or changes
     scan_interval: int  # seconds between scans of the content root for new/changed files
-    # (client network, "host[:port]" of a hosted-cache peer iPXE is told to use: `set peerhost`)
-    peerhosts: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = ()
 
 
 def _default_branchcache() -> BranchCacheSettings:
@@ -186,10 +233,38 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "allow_http_scripts": (bool, False,
                                "true: iPXE without HTTPS gets an http:// script URL instead of being chained"),
         "trust_ca": (bool, True, "send DHCP option 175.90 with our CA's SHA-256 fingerprint (bootgate's own CA)"),
+        "mac_allow": (str, "", "comma-separated MACs or prefixes (52:54:00); when set, only these are answered"),
+        "mac_deny": (str, "", "comma-separated MACs or prefixes never answered (wins over mac_allow)"),
+        "known_only": (bool, False, "answer only machines in the inventory (and mac_allow); refreshed every 30 s"),
+        "response_delay_ms": (int, 0, "standby server: answer DHCP-port requests this much later (0 = primary)"),
+        "ipxe_priority": (int, 0, "iPXE offer priority (175.1, -128..127; iPXE prefers the higher); 0 = not sent"),
     },
     "boot": {
         "bios": (str, "undionly.kpxe", "boot program for arch 0 (BIOS)"),
+        "efi_ia32": (str, "", "boot program for arch 6 (UEFI IA32); empty = not answered"),
         "efi_x64": (str, "snponly.efi", "boot program for arch 7 / 9 (UEFI x64)"),
+        "arm32": (str, "", "boot program for arch 10 (UEFI ARM32)"),
+        "arm64": (str, "", "boot program for arch 11 (UEFI ARM64)"),
+        "riscv32": (str, "", "boot program for arch 25 (UEFI RISC-V 32)"),
+        "riscv64": (str, "", "boot program for arch 27 (UEFI RISC-V 64)"),
+        "riscv128": (str, "", "boot program for arch 29 (UEFI RISC-V 128)"),
+        "loongarch32": (str, "", "boot program for arch 37 (UEFI LoongArch 32)"),
+        "loongarch64": (str, "", "boot program for arch 39 (UEFI LoongArch 64)"),
+        "default": (str, "", "boot program for architecture codes not listed above; empty = not answered"),
+        "http_efi_ia32": (str, "", "UEFI HTTP Boot URL for arch 15; a relative path = http://<public_host>:"
+                                   "<[http] port>/content/<path>; empty = not answered"),
+        "http_efi_x64": (str, "", "UEFI HTTP Boot URL for arch 16 (and HTTPClient x64), e.g. \"ipxe.efi\" "
+                                  "(relative: served from [content] root over plain HTTP)"),
+        "http_arm32": (str, "", "UEFI HTTP Boot URL for arch 18"),
+        "http_arm64": (str, "", "UEFI HTTP Boot URL for arch 19"),
+        "http_riscv32": (str, "", "UEFI HTTP Boot URL for arch 26"),
+        "http_riscv64": (str, "", "UEFI HTTP Boot URL for arch 28"),
+        "http_riscv128": (str, "", "UEFI HTTP Boot URL for arch 30"),
+        "http_loongarch32": (str, "", "UEFI HTTP Boot URL for arch 38"),
+        "http_loongarch64": (str, "", "UEFI HTTP Boot URL for arch 40"),
+        "http_default": (str, "", "UEFI HTTP Boot URL for unlisted HTTP architecture codes"),
+        "subnets": (str, "", "per-subnet overrides by relay (giaddr) / option 82.5 / client address, e.g. "
+                             "\"198.18.4.0/24: bios=lab.kpxe efi_x64=lab.efi; 10.1.0.0/16: arm64=a.efi\""),
     },
     "content": {
         "root": (str, "", "default <data_dir>/content; served at /content/"),
@@ -205,8 +280,6 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "threads": (int, 0, "hashing threads (0 = every core)"),
         "prebuild": (bool, True, "hash files in the background when they appear or change"),
         "scan_interval": (int, 60, "seconds between scans of the content root (0 = scan at start only)"),
-        "peerhosts": (str, "", "per site: client network = hosted-cache peer (a branch bootgate, host:port) for "
-                               'iPXE\'s peerhost, e.g. "10.1.0.0/16=10.1.0.5:8050, 10.2.0.0/16=10.2.0.5:8050"'),
     },
 }
 
@@ -331,6 +404,76 @@ def _is_loopback(value: str) -> bool:
         return ipaddress.ip_address(value).is_loopback
     except ValueError:
         return value == "localhost"
+
+
+_MAC_PREFIX = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){0,5}$")
+_BOOT_FIX = (
+    "use a printable file name relative to [tftp] root without spaces, at most 127 bytes",
+    "use an http:// or https:// URL, or a path relative to [content] root, without spaces or '..'",
+)
+
+
+def split_macs(text: str) -> list[str]:
+    """`"52:54:00, aa-bb-cc-dd-ee-ff"` -> ["52:54:00", "aa:bb:cc:dd:ee:ff"] (lower case, ':' separated).
+
+    Raises ValueError naming the first entry that is not 1 to 6 hex bytes."""
+    out = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        if not _MAC_PREFIX.match(item):
+            raise ValueError(f"{item!r} is not a MAC address or prefix (1 to 6 hex bytes like 52:54:00)")
+        out.append(item.lower().replace("-", ":"))
+    return out
+
+
+def boot_entry_problem(key: str, value: str) -> str | None:
+    """Why `value` cannot be the [boot] entry `key` (None when it can)."""
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in value) or not value:
+        return "not printable ASCII without spaces"
+    if key.startswith("http_"):
+        if "://" in value:
+            if not re.match(r"^https?://[^/]+", value):
+                return "not an http:// or https:// URL"
+        elif value.startswith("/") or ".." in value.split("/"):
+            return "a relative path that is absolute or climbs with '..'"
+        if len(value) > 1000:
+            return "longer than 1000 bytes"
+        return None
+    if len(value) > 127:
+        return "longer than 127 bytes (the BOOTP file field)"
+    return None
+
+
+def parse_boot_subnets(text: str) -> list[tuple[str, dict[str, str]]]:
+    """`"198.18.4.0/24: bios=a.kpxe efi_x64=b.efi; 10.0.0.0/8: arm64=c.efi"` -> [(cidr, {key: value})].
+
+    Raises ValueError with the reason."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        net, sep, rest = part.partition(":")
+        if not sep:
+            raise ValueError(f"{part!r} lacks the ':' after the network")
+        try:
+            cidr = str(ipaddress.IPv4Network(net.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{net.strip()!r} is not an IPv4 network like 198.18.4.0/24") from None
+        entries: dict[str, str] = {}
+        for item in rest.split():
+            key, eq, value = item.partition("=")
+            if not eq or key not in BOOT_TABLE_KEYS:
+                raise ValueError(f"{item!r} is not key=value with a [boot] key ({', '.join(BOOT_TABLE_KEYS)})")
+            problem = boot_entry_problem(key, value)
+            if problem:
+                raise ValueError(f"{key}={value!r} is {problem}")
+            entries[key] = value
+        if not entries:
+            raise ValueError(f"{cidr} has no entries")
+        out.append((cidr, entries))
+    return out
 
 
 def load_settings(
@@ -466,11 +609,34 @@ def load_settings(
         raise fail("server", "public_host", f"is {server['public_host']!r}, not a host name or IP address",
                    "set public_host to the name or address clients use to reach this server")
     boot = values["boot"]
-    for key in ("bios", "efi_x64"):
+    for key in BOOT_TABLE_KEYS:
         v = boot[key]
-        if not v or any(ord(c) < 0x21 or ord(c) > 0x7E for c in v) or len(v) > 127:
-            raise fail("boot", key, f"is {v!r}, not a usable boot file name",
-                       "use a printable file name relative to [tftp] root without spaces, at most 127 bytes")
+        if not v and key not in ("bios", "efi_x64"):
+            continue
+        problem = boot_entry_problem(key, v)
+        if problem:
+            raise fail("boot", key, f"is {v!r}, {problem}", _BOOT_FIX[key.startswith("http_")])
+        if key.startswith("http_") and "://" not in v and http["port"] == 0:
+            raise fail("boot", key, f"is the relative path {v!r} but [http] port is 0",
+                       "give a full http:// URL, or enable [http] port")
+    try:
+        parse_boot_subnets(boot["subnets"])
+    except ValueError as e:
+        raise fail("boot", "subnets", f"is {boot['subnets']!r}: {e}",
+                   'write "NET/PREFIX: key=value key=value; NET/PREFIX: ..." with [boot] key names') from None
+    dhcp_values = values["dhcp"]
+    for key in ("mac_allow", "mac_deny"):
+        try:
+            split_macs(dhcp_values[key])
+        except ValueError as e:
+            raise fail("dhcp", key, f"is {dhcp_values[key]!r}: {e}",
+                       'list MAC addresses or prefixes separated by commas, e.g. "52:54:00, aa:bb:cc:dd:ee:ff"') from None
+    if not 0 <= dhcp_values["response_delay_ms"] <= 10_000:
+        raise fail("dhcp", "response_delay_ms", f"is {dhcp_values['response_delay_ms']}, outside 0..10000",
+                   "use 0 on the primary server and e.g. 1000 on a standby")
+    if not -128 <= dhcp_values["ipxe_priority"] <= 127:
+        raise fail("dhcp", "ipxe_priority", f"is {dhcp_values['ipxe_priority']}, outside -128..127",
+                   "use a small number; higher wins, 0 sends nothing")
 
     dhcp = values["dhcp"]
     if dhcp["script_scheme"] not in ("https", "http"):
@@ -523,21 +689,6 @@ def load_settings(
                            'write networks in CIDR form separated by commas, e.g. "10.1.0.0/16, 198.18.0.0/15"'
                            ) from None
         bc_nets[key] = tuple(nets)
-    bc_peerhosts = []
-    for part in (p.strip() for p in bc["peerhosts"].split(",")):
-        if not part:
-            continue
-        net_s, eq, host = (x.strip() for x in part.partition("="))
-        try:
-            net = ipaddress.ip_network(net_s, strict=False)
-        except ValueError:
-            net = None
-        hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "")
-        if not eq or net is None or not (_is_ip(hostname) or _HOSTNAME.match(hostname or "")) or \
-                (port and not (port.isdigit() and 0 < int(port) < 65536)):
-            raise fail("branchcache", "peerhosts", f"has {part!r}",
-                       'write network=host[:port] pairs separated by commas, e.g. "10.1.0.0/16=10.1.0.5:8050"')
-        bc_peerhosts.append((net, host))
     if bc["passphrase_hex"]:
         hx = re.sub(r"[\s:]", "", bc["passphrase_hex"])
         if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", hx):
@@ -554,7 +705,7 @@ def load_settings(
         enabled=bc["enabled"], versions=tuple(bc_versions), passphrase_hex=bc["passphrase_hex"],
         subnets=bc_nets["subnets"], exclude_subnets=bc_nets["exclude_subnets"],
         v2_segment_size=bc["v2_segment_size"], threads=bc["threads"], prebuild=bc["prebuild"],
-        scan_interval=bc["scan_interval"], peerhosts=tuple(bc_peerhosts),
+        scan_interval=bc["scan_interval"],
     )
 
     # 4. resolved defaults
@@ -597,7 +748,7 @@ def load_settings(
         tftp=TftpSettings(enabled=tftp["enabled"], bind=tftp["bind"], port=tftp["port"],
                           root=Path(tftp["root"]).expanduser(), max_blksize=tftp["max_blksize"]),
         dhcp=DhcpSettings(**dhcp),
-        boot=BootSettings(bios=boot["bios"], efi_x64=boot["efi_x64"]),
+        boot=BootSettings(**boot),
         content=ContentSettings(root=path_or(values["content"]["root"], data / "content")),
         source=name,
         branchcache=branchcache,

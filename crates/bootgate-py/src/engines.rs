@@ -1,9 +1,11 @@
 //! Python handles of the DHCP and TFTP engines.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use bootgate_io::dhcp::{DhcpEngine as RsDhcp, DhcpEvent, DhcpPolicy, DhcpSettings};
+use bootgate_wire::dhcp::{Access, BootTable, Ipv4Net, MacPattern, SubnetBoot};
 use bootgate_io::tftp::{TftpEngine as RsTftp, TftpEvent, TftpSettings};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -29,23 +31,81 @@ pub struct PyDhcpEngine {
     inner: Option<RsDhcp>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn dhcp_policy(
-    tftp_server: &str,
+/// The policy keywords shared by the constructor and `set_policy`.
+struct PolicyArgs {
+    tftp_server: String,
     boot_bios: String,
     boot_efi_x64: String,
     script_url: String,
     script_url_http: Option<String>,
     ipxe_encap: Vec<u8>,
-) -> Result<DhcpPolicy> {
+    boot_table: HashMap<String, String>,
+    mac_allow: Vec<String>,
+    mac_deny: Vec<String>,
+    known_only: bool,
+    known_macs: Vec<String>,
+    subnets: Vec<(String, HashMap<String, String>)>,
+    response_delay_ms: u32,
+}
+
+fn boot_table(field: &str, entries: HashMap<String, String>) -> Result<BootTable> {
+    let mut t = BootTable::default();
+    for (k, v) in entries {
+        if !t.set(&k, v) {
+            return Err(Error::Value(format!(
+                "{field}: unknown boot table key {k:?} (an architecture name such as bios, efi_x64, arm64, \
+                 riscv64, loongarch64, with an optional http_ prefix, or default / http_default)"
+            )));
+        }
+    }
+    Ok(t)
+}
+
+fn mac_patterns(field: &str, items: &[String]) -> Result<Vec<MacPattern>> {
+    items
+        .iter()
+        .map(|s| {
+            MacPattern::parse(s).ok_or_else(|| {
+                Error::Value(format!("{field}: {s:?} is not a MAC address or prefix (1 to 6 hex bytes, aa:bb:cc)"))
+            })
+        })
+        .collect()
+}
+
+fn dhcp_policy(a: PolicyArgs) -> Result<DhcpPolicy> {
+    let mut known = HashSet::new();
+    for m in &a.known_macs {
+        match MacPattern::parse(m).map(|p| p.prefix().to_vec()) {
+            Some(b) if b.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&b);
+                known.insert(mac);
+            }
+            _ => return Err(Error::Value(format!("known_macs: {m:?} is not a MAC address"))),
+        }
+    }
+    let mut subnets = Vec::with_capacity(a.subnets.len());
+    for (net, entries) in a.subnets {
+        let parsed = Ipv4Net::parse(&net)
+            .ok_or_else(|| Error::Value(format!("subnets: {net:?} is not an IPv4 network (a.b.c.d/n)")))?;
+        subnets.push(SubnetBoot { net: parsed, boot: boot_table(&format!("subnets[{net}]"), entries)? });
+    }
     Ok(DhcpPolicy {
-        tftp_server: ipv4("tftp_server", tftp_server)?,
-        boot_bios,
-        boot_efi_x64,
-        script_url,
-        script_url_http,
-        ipxe_encap,
-        ..DhcpPolicy::default()
+        tftp_server: ipv4("tftp_server", &a.tftp_server)?,
+        boot_bios: a.boot_bios,
+        boot_efi_x64: a.boot_efi_x64,
+        script_url: a.script_url,
+        script_url_http: a.script_url_http,
+        ipxe_encap: a.ipxe_encap,
+        boot: boot_table("boot_table", a.boot_table)?,
+        access: Access {
+            deny: mac_patterns("mac_deny", &a.mac_deny)?,
+            allow: mac_patterns("mac_allow", &a.mac_allow)?,
+            known_only: a.known_only,
+            known,
+        },
+        subnets,
+        response_delay_ms: a.response_delay_ms,
     })
 }
 
@@ -54,7 +114,9 @@ impl PyDhcpEngine {
     #[new]
     #[pyo3(signature = (*, interface, bind_ip, server_ip, port, pxe_port, client_port, broadcast_ip,
                         tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http=None,
-                        ipxe_encap=Vec::new()))]
+                        ipxe_encap=Vec::new(), boot_table=HashMap::new(), mac_allow=Vec::new(),
+                        mac_deny=Vec::new(), known_only=false, known_macs=Vec::new(), subnets=Vec::new(),
+                        response_delay_ms=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -65,12 +127,19 @@ impl PyDhcpEngine {
         pxe_port: u16,
         client_port: u16,
         broadcast_ip: &str,
-        tftp_server: &str,
+        tftp_server: String,
         boot_bios: String,
         boot_efi_x64: String,
         script_url: String,
         script_url_http: Option<String>,
         ipxe_encap: Vec<u8>,
+        boot_table: HashMap<String, String>,
+        mac_allow: Vec<String>,
+        mac_deny: Vec<String>,
+        known_only: bool,
+        known_macs: Vec<String>,
+        subnets: Vec<(String, HashMap<String, String>)>,
+        response_delay_ms: u32,
     ) -> Result<Self> {
         let settings = DhcpSettings {
             interface,
@@ -81,24 +150,62 @@ impl PyDhcpEngine {
             client_port,
             broadcast_ip: ipv4("broadcast_ip", broadcast_ip)?,
         };
-        let policy = dhcp_policy(tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http, ipxe_encap)?;
+        let policy = dhcp_policy(PolicyArgs {
+            tftp_server,
+            boot_bios,
+            boot_efi_x64,
+            script_url,
+            script_url_http,
+            ipxe_encap,
+            boot_table,
+            mac_allow,
+            mac_deny,
+            known_only,
+            known_macs,
+            subnets,
+            response_delay_ms,
+        })?;
         let engine = py.allow_threads(|| RsDhcp::start(settings, policy))?;
         Ok(Self { inner: Some(engine) })
     }
 
     /// Replaces the policy whole; the engine answers by it from its next packet on.
     #[pyo3(signature = (*, tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http=None,
-                        ipxe_encap=Vec::new()))]
+                        ipxe_encap=Vec::new(), boot_table=HashMap::new(), mac_allow=Vec::new(),
+                        mac_deny=Vec::new(), known_only=false, known_macs=Vec::new(), subnets=Vec::new(),
+                        response_delay_ms=0))]
+    #[allow(clippy::too_many_arguments)]
     fn set_policy(
         &self,
-        tftp_server: &str,
+        tftp_server: String,
         boot_bios: String,
         boot_efi_x64: String,
         script_url: String,
         script_url_http: Option<String>,
         ipxe_encap: Vec<u8>,
+        boot_table: HashMap<String, String>,
+        mac_allow: Vec<String>,
+        mac_deny: Vec<String>,
+        known_only: bool,
+        known_macs: Vec<String>,
+        subnets: Vec<(String, HashMap<String, String>)>,
+        response_delay_ms: u32,
     ) -> Result<()> {
-        let policy = dhcp_policy(tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http, ipxe_encap)?;
+        let policy = dhcp_policy(PolicyArgs {
+            tftp_server,
+            boot_bios,
+            boot_efi_x64,
+            script_url,
+            script_url_http,
+            ipxe_encap,
+            boot_table,
+            mac_allow,
+            mac_deny,
+            known_only,
+            known_macs,
+            subnets,
+            response_delay_ms,
+        })?;
         self.engine()?.set_policy(policy);
         Ok(())
     }
@@ -146,7 +253,10 @@ fn dhcp_event<'py>(py: Python<'py>, e: &DhcpEvent) -> PyResult<Bound<'py, PyDict
     d.set_item("is_ipxe", e.is_ipxe)?;
     d.set_item("port", e.port)?;
     d.set_item("relay", e.relay.map(|r| r.to_string()))?;
+    d.set_item("relay_agent_info", e.relay_agent_info.as_deref().map(hex))?;
     d.set_item("answer", &e.answer)?;
+    d.set_item("reason", e.reason)?;
+    d.set_item("delayed", e.delayed)?;
     Ok(d)
 }
 

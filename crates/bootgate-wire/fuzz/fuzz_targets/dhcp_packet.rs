@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         script_url: "https://198.18.0.2/boot.ipxe".into(),
         script_url_http: Some("http://198.18.0.2/boot.ipxe".into()),
         ipxe_encap: vec![90, 4, 1, 2, 3, 4],
+        ..DhcpPolicy::default()
     };
     for port in [Port::Dhcp, Port::BootServer] {
         if let Decision::Answer(a) = decide(&req, &policy, port, server) {
