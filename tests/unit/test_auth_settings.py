@@ -60,3 +60,13 @@ def test_full_config(tmp_path: Path) -> None:
 def test_errors_name_the_key(over: dict[str, dict[str, Any]], match: str) -> None:
     with pytest.raises(Fail, match=match):
         build_security_settings(values(**over), fail)
+
+
+@pytest.mark.parametrize("backend", ["ise", "clearpass"])
+def test_nac_backends_built(tmp_path: Path, backend: str) -> None:
+    s = build_security_settings(values(mab={"backend": backend, "nac_url": "https://nac.test", "nac_username": "u",
+                                            "nac_password": "p", "ise_psn": "psn1"}), fail)
+    svc = build_security(s, tmp_path)
+    assert svc.mab is not None and svc.mab.backends[0].name == backend and svc.mab_table is None
+    with pytest.raises(Fail, match="nac_url"):
+        build_security_settings(values(mab={"backend": backend, "nac_url": "http://nac.test"}), fail)
