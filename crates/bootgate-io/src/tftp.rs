@@ -1504,8 +1504,13 @@ impl Server {
                             return Outcome::Finished(End::Failed("client unreachable".into()));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Continue,
-                        // EIO, EINVAL, ENOPROTOOPT...: no GSO here; fall back for good.
-                        Err(_) => self.gso = false,
+                        // No UDP GSO in this kernel (or on this socket type): sendmmsg from now on.
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOPROTOOPT | libc::EOPNOTSUPP | libc::EIO)) => {
+                            self.gso = false
+                        }
+                        // EINVAL, EMSGSIZE: e.g. a segment above this route's MTU (the datagrams
+                        // must be fragmented): sendmmsg for this window.
+                        Err(_) => {}
                     }
                 }
                 match sys::send_batch(socket.as_raw_fd(), out, ends) {
