@@ -165,6 +165,8 @@ class BranchCacheSettings:
     threads: int  # hashing threads, 0 = all cores
     prebuild: bool  # build Content Information in the background when a file appears or changes
     scan_interval: int  # seconds between scans of the content root for new/changed files
+    # (client network, "host[:port]" of a hosted-cache peer iPXE is told to use: `set peerhost`)
+    peerhosts: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = ()
 
 
 def _default_branchcache() -> BranchCacheSettings:
@@ -280,8 +282,12 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "threads": (int, 0, "hashing threads (0 = every core)"),
         "prebuild": (bool, True, "hash files in the background when they appear or change"),
         "scan_interval": (int, 60, "seconds between scans of the content root (0 = scan at start only)"),
+        "peerhosts": (str, "", "per site: client network = hosted-cache peer (a branch bootgate, host:port) for "
+                               'iPXE\'s peerhost, e.g. "10.1.0.0/16=10.1.0.5:8050, 10.2.0.0/16=10.2.0.5:8050"'),
     },
 }
+
+_SCHEMA.update(SECURITY_SCHEMA)  # [auth], [ldap], [mab]: python/bootgate/auth/settings.py
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 
@@ -689,6 +695,21 @@ def load_settings(
                            'write networks in CIDR form separated by commas, e.g. "10.1.0.0/16, 198.18.0.0/15"'
                            ) from None
         bc_nets[key] = tuple(nets)
+    bc_peerhosts = []
+    for part in (p.strip() for p in bc["peerhosts"].split(",")):
+        if not part:
+            continue
+        net_s, eq, host = (x.strip() for x in part.partition("="))
+        try:
+            net = ipaddress.ip_network(net_s, strict=False)
+        except ValueError:
+            net = None
+        hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if not eq or net is None or not (_is_ip(hostname) or _HOSTNAME.match(hostname or "")) or \
+                (port and not (port.isdigit() and 0 < int(port) < 65536)):
+            raise fail("branchcache", "peerhosts", f"has {part!r}",
+                       'write network=host[:port] pairs separated by commas, e.g. "10.1.0.0/16=10.1.0.5:8050"')
+        bc_peerhosts.append((net, host))
     if bc["passphrase_hex"]:
         hx = re.sub(r"[\s:]", "", bc["passphrase_hex"])
         if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", hx):
@@ -705,8 +726,10 @@ def load_settings(
         enabled=bc["enabled"], versions=tuple(bc_versions), passphrase_hex=bc["passphrase_hex"],
         subnets=bc_nets["subnets"], exclude_subnets=bc_nets["exclude_subnets"],
         v2_segment_size=bc["v2_segment_size"], threads=bc["threads"], prebuild=bc["prebuild"],
-        scan_interval=bc["scan_interval"],
+        scan_interval=bc["scan_interval"], peerhosts=tuple(bc_peerhosts),
     )
+
+    security = build_security_settings(values, fail)
 
     # 4. resolved defaults
     data = Path(server["data_dir"]).expanduser()
