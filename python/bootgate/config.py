@@ -287,8 +287,6 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
     },
 }
 
-_SCHEMA.update(SECURITY_SCHEMA)  # [auth], [ldap], [mab]: python/bootgate/auth/settings.py
-
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 
 
@@ -728,8 +726,6 @@ def load_settings(
         v2_segment_size=bc["v2_segment_size"], threads=bc["threads"], prebuild=bc["prebuild"],
         scan_interval=bc["scan_interval"], peerhosts=tuple(bc_peerhosts),
     )
-
-    security = build_security_settings(values, fail)
 
     # 4. resolved defaults
     data = Path(server["data_dir"]).expanduser()
