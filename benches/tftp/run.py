@@ -13,8 +13,9 @@ failures and the server's peak memory, and stops the server. Writes a markdown t
 and the raw numbers next to it (results.json).
 
 Bounds: each cell stops after --deadline seconds (unfinished transfers count as failures); the
-32 MiB file runs at N = 1 and 64 only (2000 x 32 MiB would be 64 GB through one loopback); the
-full matrix takes about 5 minutes here, --quick about one.
+32 MiB file runs at N = 1 and 16 only (2000 x 32 MiB would be 64 GB through one loopback that
+carries about 0.3 GB/s here); the full matrix takes 6 to 8 minutes here (the slow peers collapse at
+N = 2000 and use their whole 20 s), --quick about two.
 
 Servers (a missing one is skipped and said so): bootgate (benches/tftp's bootgate-tftpd, the
 engine bootgate serve runs), tftpd-hpa (`in.tftpd -L`, forks one process per transfer),
@@ -42,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
 FILES = {"1M": 1 << 20, "32M": 32 << 20}
-FULL = {"1M": [1, 64, 512, 2000], "32M": [1, 64]}
+FULL = {"1M": [1, 64, 512, 2000], "32M": [1, 16]}
 QUICK = {"1M": [1, 64, 512], "32M": [1]}
 WINDOWS = [1, 8]
 BLKSIZE = 1468
@@ -99,10 +100,16 @@ class Server:
         self.proc = None
 
 
-def servers(binaries: Path, root: Path, wanted: list[str], atftpd: str | None) -> tuple[list[Server], list[str]]:
+def servers(binaries: Path, root: Path, wanted: list[str], atftpd: str | None,
+            bootgate_old: str | None) -> tuple[list[Server], list[str]]:
     out: list[Server] = []
     missing: list[str] = []
     root_user = os.geteuid() == 0
+    if bootgate_old:
+        out.append(Server("bootgate (before)", "127.0.0.1", 16968,
+                          [bootgate_old, "--bind", "127.0.0.1:16968", "--root", str(root),
+                           "--max-transfers", "4096", "--max-blksize", str(BLKSIZE)],
+                          f"an earlier bootgate-tftpd build ({bootgate_old}), for a before/after comparison"))
     for name in wanted:
         if name == "bootgate":
             out.append(Server(name, "127.0.0.1", 16969,
@@ -144,6 +151,7 @@ def servers(binaries: Path, root: Path, wanted: list[str], atftpd: str | None) -
 
 
 def run_cell(binaries: Path, srv: Server, file: str, ref: Path, n: int, ws: int, deadline: float) -> dict:
+    load = float(Path("/proc/loadavg").read_text().split()[0])
     srv.start()
     try:
         argv = [str(binaries / "tftp-load"), "get", "--server", f"{srv.host}:{srv.port}", "--file", file,
@@ -155,6 +163,7 @@ def run_cell(binaries: Path, srv: Server, file: str, ref: Path, n: int, ws: int,
                     "mb_s": 0.0, "p50_s": 0.0, "p99_s": 0.0}
         res = json.loads(r.stdout)
         res["server_alive"] = srv.alive()
+        res["load"] = load
         return res
     finally:
         srv.stop()
@@ -164,7 +173,7 @@ def mib(kb: int) -> float:
     return kb / 1024
 
 
-def table(results: list[dict], probe: dict, notes: list[str], quick: bool, elapsed: float) -> str:
+def table(results: list[dict], probe: dict, probe_end: dict, notes: list[str], quick: bool, elapsed: float) -> str:
     limit = probe.get("received_mb_s", 0.0)
     lines = [
         "# TFTP benchmark results",
@@ -175,16 +184,21 @@ def table(results: list[dict], probe: dict, notes: list[str], quick: bool, elaps
         "the run, so every number is noisy and only the relative order within one run means much.**",
         "",
         f"Loopback limit (bulk UDP, 1472-byte datagrams, one sender and one receiver thread): "
-        f"**{limit:.0f} MB/s** delivered.",
+        f"**{limit:.0f} MB/s** delivered at the start of the run, {probe_end.get('received_mb_s', 0.0):.0f} MB/s "
+        "at its end.",
         "",
         "blksize 1468 requested; `win` = windowsize requested / granted (a server without RFC 7440 "
-        "grants 1). MB/s = bytes of files received complete and verified / wall time from the first "
-        "RRQ to the last byte. p50/p99 = per-transfer time from its RRQ. mem = the server's peak "
-        "memory: VmHWM (peak RSS) of its process, or for a forking server the peak sampled sum of PSS "
-        "over its processes (`procs` = most processes seen). `% limit` = MB/s / loopback limit.",
+        "grants 1). MB/s = bytes received in order and verified (complete files and the verified part of "
+        "transfers cut by the cell's deadline) / wall time from the first RRQ to the last byte or the "
+        "deadline. p50/p99 = per-transfer time from its RRQ (a failed transfer counts its time to the "
+        "failure). mem = the server's peak memory: VmHWM (peak RSS) of its process, or for a forking "
+        "server the peak sampled sum of PSS over its processes (`procs` = most processes seen). "
+        "`% limit` = MB/s / loopback limit at the start. `load` = the machine's 1-minute load average "
+        "when the cell started (2 cores: above 2, other work competed with the cell). Each cell runs "
+        "every server one after the other, so servers in one cell saw about the same load.",
         "",
-        "| server | file | win | N | ok | failed | MB/s | % limit | p50 s | p99 s | mem MiB | procs | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| file | win | N | server | ok | failed | MB/s | % limit | p50 s | p99 s | mem MiB | procs | load | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         fails = "; ".join(f"{k}: {v}" for k, v in sorted(r.get("failures", {}).items()))
@@ -193,12 +207,12 @@ def table(results: list[dict], probe: dict, notes: list[str], quick: bool, elaps
             note = ("server died; " + note).strip("; ")
         mem = max(r.get("server_vmhwm_kb", 0) if r.get("server_procs", 1) <= 1 else 0,
                   r.get("server_peak_pss_kb", 0))
-        pct = 100 * r.get("mb_s", 0) / limit if limit else 0
+        pct = 100 * r.get("verified_mb_s", 0) / limit if limit else 0
         lines.append(
-            f"| {r['server']} | {r['file']} | {r['ws']}/{r.get('granted_window', 0) or '-'} | {r['n']} | "
-            f"{r.get('ok', 0)} | {r.get('failed', 0)} | {r.get('mb_s', 0):.0f} | {pct:.0f}% | "
+            f"| {r['file']} | {r['ws']}/{r.get('granted_window', 0) or '-'} | {r['n']} | {r['server']} | "
+            f"{r.get('ok', 0)} | {r.get('failed', 0)} | {r.get('verified_mb_s', 0):.0f} | {pct:.0f}% | "
             f"{r.get('p50_s', 0):.3f} | {r.get('p99_s', 0):.3f} | {mib(mem):.1f} | {r.get('server_procs', 0)} | "
-            f"{note} |")
+            f"{r.get('load', 0):.1f} | {note} |")
     lines += ["", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)
 
@@ -208,10 +222,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 MiB at N=1,64,512 and 32 MiB at N=1 only")
     ap.add_argument("--servers", default="bootgate,tftpd-hpa,dnsmasq,atftpd")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
-    ap.add_argument("--deadline", type=float, default=40.0, help="seconds a cell may last")
+    ap.add_argument("--deadline", type=float, default=20.0, help="seconds a cell may last")
     ap.add_argument("--atftpd", help="path of atftpd (default: PATH, then benches/tftp/.peers)")
     ap.add_argument("--windows", default="1,8")
     ap.add_argument("--n", help="comma-separated N for the 1 MiB file (overrides the matrix)")
+    ap.add_argument("--bootgate-old", help="another bootgate-tftpd binary to run as 'bootgate (before)'")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -232,27 +247,30 @@ def main() -> int:
         probe = json.loads(subprocess.run([str(binaries / "tftp-load"), "probe", "--secs", "2"],
                                           capture_output=True, text=True, check=True).stdout)
         print(f"loopback limit: {probe['received_mb_s']:.0f} MB/s", flush=True)
-        srvs, missing = servers(binaries, root, args.servers.split(","), args.atftpd)
+        srvs, missing = servers(binaries, root, args.servers.split(","), args.atftpd, args.bootgate_old)
         notes = [f"{s.name}: {s.note}" for s in srvs] + [f"skipped: {m}" for m in missing]
         results: list[dict] = []
-        for srv in srvs:
-            for file, ns in matrix.items():
-                for ws in windows:
-                    for n in ns:
+        for file, ns in matrix.items():
+            for ws in windows:
+                for n in ns:
+                    for srv in srvs:
                         try:
                             r = run_cell(binaries, srv, file, root / file, n, ws, args.deadline)
                         except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
                             r = {"n": n, "ok": 0, "failed": n, "failures": {str(e)[:200]: n}}
                         r.update(server=srv.name, file=file, ws=ws)
                         results.append(r)
-                        print(f"{srv.name:10} {file:4} win {ws} N {n:5}: {r.get('mb_s', 0):7.1f} MB/s "
+                        print(f"{srv.name:10} {file:4} win {ws} N {n:5}: {r.get('verified_mb_s', 0):7.1f} MB/s "
                               f"ok {r.get('ok', 0)} failed {r.get('failed', 0)} p50 {r.get('p50_s', 0):.3f} "
                               f"p99 {r.get('p99_s', 0):.3f} mem {mib(max(r.get('server_vmhwm_kb', 0), r.get('server_peak_pss_kb', 0))):.1f} MiB "
-                              f"{r.get('failures', {}) or ''}", flush=True)
+                              f"load {r.get('load', 0):.1f} {r.get('failures', {}) or ''}", flush=True)
+        probe_end = json.loads(subprocess.run([str(binaries / "tftp-load"), "probe", "--secs", "2"],
+                                              capture_output=True, text=True, check=True).stdout)
     elapsed = time.monotonic() - t0
     out = Path(args.out)
-    out.write_text(table(results, probe, notes, args.quick, elapsed))
-    out.with_name("results.json").write_text(json.dumps({"probe": probe, "results": results}, indent=1))
+    out.write_text(table(results, probe, probe_end, notes, args.quick, elapsed))
+    out.with_name("results.json").write_text(
+        json.dumps({"probe": probe, "probe_end": probe_end, "results": results}, indent=1))
     print(f"wrote {out} ({elapsed:.0f} s)")
     return 0
 

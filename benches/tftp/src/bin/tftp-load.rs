@@ -507,16 +507,19 @@ fn get(args: &[String]) -> Result<(), String> {
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let bytes = ok * reference.len() as u64;
+    // Verified bytes received in order, complete files or not (a cut transfer still moved them).
+    let verified: u64 = xs.iter().map(|x| x.offset as u64).sum();
     let fails: Vec<String> =
         failures.iter().map(|(k, v)| format!("\"{}\":{v}", k.replace('\\', "\\\\").replace('"', "'"))).collect();
     println!(
         "{{\"n\":{n},\"ok\":{ok},\"failed\":{},\"failures\":{{{}}},\"bytes\":{bytes},\"wall_s\":{wall:.4},\
-         \"mb_s\":{:.2},\"p50_s\":{:.4},\"p99_s\":{:.4},\"max_s\":{:.4},\"granted_blksize\":{},\
+         \"mb_s\":{:.2},\"verified_bytes\":{verified},\"verified_mb_s\":{:.2},\"p50_s\":{:.4},\"p99_s\":{:.4},\"max_s\":{:.4},\"granted_blksize\":{},\
          \"granted_window\":{},\"dup_blocks\":{},\"foreign_tid\":{},\"client_retransmits\":{},\
          \"server_peak_pss_kb\":{},\"server_procs\":{},\"server_vmhwm_kb\":{hwm},\"setup_s\":{:.3}}}",
         n as u64 - ok,
         fails.join(","),
         bytes as f64 / wall / 1e6,
+        verified as f64 / wall / 1e6,
         percentile(&times, 0.5),
         percentile(&times, 0.99),
         times.last().copied().unwrap_or(0.0),
