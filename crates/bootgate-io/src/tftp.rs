@@ -96,7 +96,7 @@ pub struct TftpLimits {
     pub max_per_client: usize,
     /// Serve every transfer from the listening socket (port 69), told apart by the client's
     /// address and port, instead of from a new port per transfer (RFC 1350's transfer ids): for
-    /// firewalls that only let port 69 through. Windows then go out with sendmmsg(2).
+    /// firewalls that only let port 69 through.
     pub single_port: bool,
 }
 
@@ -571,27 +571,74 @@ mod sys {
         dst
     }
 
+    /// Writes an IP_PKTINFO / IPV6_PKTINFO control message choosing `src` as the source address
+    /// at `c`; returns its CMSG_SPACE.
+    ///
+    /// # Safety
+    /// `c` must point at a control buffer with at least 40 writable bytes (CMSG_SPACE of
+    /// in6_pktinfo), aligned for cmsghdr.
+    unsafe fn write_pktinfo(c: *mut libc::cmsghdr, src: IpAddr) -> usize {
+        // SAFETY: per the contract; CMSG_* are arithmetic on `c`.
+        unsafe {
+            match src {
+                IpAddr::V4(ip) => {
+                    (*c).cmsg_level = libc::IPPROTO_IP;
+                    (*c).cmsg_type = libc::IP_PKTINFO;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+                    let info = libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    };
+                    libc::CMSG_DATA(c).cast::<libc::in_pktinfo>().write_unaligned(info);
+                    libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize
+                }
+                IpAddr::V6(ip) => {
+                    (*c).cmsg_level = libc::IPPROTO_IPV6;
+                    (*c).cmsg_type = libc::IPV6_PKTINFO;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
+                    let info =
+                        libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: ip.octets() }, ipi6_ifindex: 0 };
+                    libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>().write_unaligned(info);
+                    libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize
+                }
+            }
+        }
+    }
+
     /// Sends `buf` as datagrams of `segment` bytes (the last may be shorter) in one sendmsg(2)
-    /// with UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18+) on a connected socket:
-    /// the stack handles the window as one buffer and cuts it late. Returns the bytes sent.
-    pub fn send_gso(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<usize> {
-        const SPACE: usize = 32; // CMSG_SPACE(sizeof(u16)) is 24 on 64-bit Linux
-        let mut control = [0u64; SPACE / 8];
+    /// with UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18+): the stack handles the
+    /// window as one buffer and cuts it late. On a connected socket `to` is `None`; in
+    /// single-port mode it is the client and, on a wildcard listener, the source address.
+    /// Returns the bytes sent.
+    pub fn send_gso(fd: RawFd, buf: &[u8], segment: u16, to: Option<(SocketAddr, Option<IpAddr>)>) -> io::Result<usize> {
+        let mut control = [0u64; 16]; // 24 bytes for UDP_SEGMENT, 40 at most for pktinfo
+        let name = to.map(|(dst, _)| socket2::SockAddr::from(dst));
         let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
         // SAFETY: all-zero bytes are a valid msghdr.
         let mut msg: libc::msghdr = unsafe { zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
+        if let Some(name) = &name {
+            msg.msg_name = name.as_ptr() as *mut libc::c_void;
+            msg.msg_namelen = name.len();
+        }
         msg.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic; the header written lies inside
-        // `control` (CMSG_SPACE(2) <= SPACE), which lives until sendmsg returns.
+        msg.msg_controllen = size_of::<[u64; 16]>() as _;
+        // SAFETY: the headers written lie inside `control` (24 + 40 <= 128 bytes), which lives
+        // until sendmsg returns; CMSG_* are arithmetic on `msg` and its control buffer.
         unsafe {
-            msg.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
             let c = libc::CMSG_FIRSTHDR(&msg);
             (*c).cmsg_level = libc::SOL_UDP;
             (*c).cmsg_type = UDP_SEGMENT;
             (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
             libc::CMSG_DATA(c).cast::<u16>().write_unaligned(segment);
+            let mut used = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+            if let Some((_, Some(src))) = to {
+                let next = control.as_mut_ptr().cast::<u8>().add(used).cast::<libc::cmsghdr>();
+                used += write_pktinfo(next, src);
+            }
+            msg.msg_controllen = used as _;
         }
         // SAFETY: `msg` points at live buffers; sendmsg only reads them.
         let n = unsafe { libc::sendmsg(fd, &msg, 0) };
@@ -616,37 +663,8 @@ mod sys {
         let mut control = [0u64; 8];
         let mut controllen = 0usize;
         if let Some(src) = src {
-            // SAFETY: the header written lies inside `control` (CMSG_SPACE of either pktinfo
-            // struct is at most 40 bytes, the buffer 64); CMSG_* are arithmetic on `msg`.
-            unsafe {
-                let mut msg: libc::msghdr = zeroed();
-                msg.msg_control = control.as_mut_ptr().cast();
-                msg.msg_controllen = size_of::<[u64; 8]>() as _;
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                match src {
-                    IpAddr::V4(ip) => {
-                        (*c).cmsg_level = libc::IPPROTO_IP;
-                        (*c).cmsg_type = libc::IP_PKTINFO;
-                        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-                        let info = libc::in_pktinfo {
-                            ipi_ifindex: 0,
-                            ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
-                            ipi_addr: libc::in_addr { s_addr: 0 },
-                        };
-                        libc::CMSG_DATA(c).cast::<libc::in_pktinfo>().write_unaligned(info);
-                        controllen = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
-                    }
-                    IpAddr::V6(ip) => {
-                        (*c).cmsg_level = libc::IPPROTO_IPV6;
-                        (*c).cmsg_type = libc::IPV6_PKTINFO;
-                        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
-                        let info =
-                            libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: ip.octets() }, ipi6_ifindex: 0 };
-                        libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>().write_unaligned(info);
-                        controllen = libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) as usize;
-                    }
-                }
-            }
+            // SAFETY: `control` is 64 bytes, aligned for cmsghdr.
+            controllen = unsafe { write_pktinfo(control.as_mut_ptr().cast(), src) };
         }
         let mut iovs = Vec::with_capacity(ends.len());
         let mut start = 0;
@@ -1448,10 +1466,10 @@ impl Server {
         let out = &mut self.out;
         // Single-port mode: replies leave from the listener, addressed to the client (and from
         // the address its request came to, on a wildcard listener).
-        let via_listener = |buf: &[u8], ends: &[usize]| {
-            let dst = if self.listener_v6 { to_v6(slot.client) } else { slot.client };
-            sys::send_batch_to(self.listener.as_raw_fd(), buf, ends, dst, if self.pktinfo { slot.local } else { None })
-        };
+        let dst = if self.listener_v6 { to_v6(slot.client) } else { slot.client };
+        let src = if self.pktinfo { slot.local } else { None };
+        let via_listener =
+            |buf: &[u8], ends: &[usize]| sys::send_batch_to(self.listener.as_raw_fd(), buf, ends, dst, src);
         match action {
             Action::None => {}
             Action::SendOack { retransmit } => {
@@ -1484,16 +1502,12 @@ impl Server {
                     ends.push(out.len());
                 }
                 let segment = 4 + usize::from(slot.transfer.blksize());
-                let Some(socket) = &slot.socket else {
-                    if let Ok(sent) = via_listener(out, ends) {
-                        let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
-                        shared.add(C::PacketsSent, sent as u64);
-                        shared.add(C::BytesSent, (bytes - 4 * sent) as u64);
-                    }
-                    return Outcome::Continue;
+                let (fd, to) = match &slot.socket {
+                    Some(socket) => (socket.as_raw_fd(), None),
+                    None => (self.listener.as_raw_fd(), Some((dst, src))),
                 };
                 if self.gso && ends.len() > 1 && out.len() <= GSO_MAX_BYTES {
-                    match sys::send_gso(socket.as_raw_fd(), out, segment as u16) {
+                    match sys::send_gso(fd, out, segment as u16, to) {
                         Ok(_) => {
                             shared.inc(C::GsoSends);
                             shared.add(C::PacketsSent, ends.len() as u64);
@@ -1513,6 +1527,14 @@ impl Server {
                         Err(_) => {}
                     }
                 }
+                let Some(socket) = &slot.socket else {
+                    if let Ok(sent) = via_listener(out, ends) {
+                        let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
+                        shared.add(C::PacketsSent, sent as u64);
+                        shared.add(C::BytesSent, (bytes - 4 * sent) as u64);
+                    }
+                    return Outcome::Continue;
+                };
                 match sys::send_batch(socket.as_raw_fd(), out, ends) {
                     Ok(sent) => {
                         let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
