@@ -118,3 +118,26 @@ def test_queue_full_is_counted() -> None:
 def test_bad_webhooks(bad: Any) -> None:
     with pytest.raises(ValueError):
         validate_webhooks(bad)
+
+
+def test_webhook_list_is_cached_and_idle_events_are_not_queued() -> None:
+    reads: list[int] = []
+
+    async def run() -> Hooks:
+        async def current() -> list[dict[str, Any]]:
+            reads.append(1)
+            return [{"url": "http://127.0.0.1:9/x", "events": ["approval"], "secret": ""}]
+
+        h = Hooks(webhooks=current, retries=0, timeout=0.2)
+        h.emit("boot", {})  # unknown yet: queued, list read
+        await h.drain()
+        for _ in range(10):
+            h.emit("boot", {})  # nobody wants boot events: not queued
+        assert h._queue is not None and h._queue.qsize() == 0
+        h.invalidate()
+        h.emit("boot", {})
+        await h.drain()
+        return h
+
+    h = asyncio.run(run())
+    assert len(reads) == 2 and h.failed == 0 and h.dropped == 0

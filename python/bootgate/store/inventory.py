@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..policy.deploy import Collection, Deployment, Profile
 from ..policy.identity import Candidate, Identity, Match, is_bogus_serial, is_bogus_uuid, match_identity, normalize_uuid
-from ..policy.rules import HostFacts
+from ..policy.rules import HostFacts, in_collection
 from . import schema
 
 __all__ = ["Conflict", "InventoryMixin", "NotFound", "ROLES", "REPORT_KEYS", "render_name"]
@@ -190,38 +190,63 @@ class InventoryMixin:
 
     # ---- the decision's inputs
 
-    async def boot_inputs(self, host_id: int, mac: str, *, client_ip: str, reported_ip: str, relay: str,
-                          buildarch: str, platform: str) -> tuple[HostFacts, list[Deployment], dict[int, Collection],
-                                                                  frozenset[int], frozenset[int]]:
-        h, cm, d, c, r, a = (schema.hosts, schema.collection_members, schema.deployments, schema.collections,
-                             schema.deployment_runs, schema.approvals)
+    _DEPLOYMENT_CACHE_TTL = 2.0
+
+    def _invalidate(self) -> None:
+        self.__dict__["_deployment_cache"] = None
+
+    async def _active_deployments(self, conn: AsyncConnection) -> tuple[list[Deployment], dict[int, Collection]]:
+        """Enabled deployments and their collections, cached briefly (writes through this store clear it)."""
+        cached = self.__dict__.get("_deployment_cache")
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
+        d, c = schema.deployments, schema.collections
+        deps = [deployment_from_row(x) for x in (await conn.execute(select(d).where(d.c.enabled.is_(True)))).all()]
+        colls = {x.id: Collection(x.id, x.name, tuple(orjson.loads(x.rules))) for x in (await conn.execute(
+            select(c).where(c.c.id.in_({dd.collection_id for dd in deps})))).all()} if deps else {}
+        self.__dict__["_deployment_cache"] = (now + self._DEPLOYMENT_CACHE_TTL, deps, colls)
+        return deps, colls
+
+    async def boot_inputs(self, host_id: int, mac: str, *, client_ip: str, reported_ip: str, buildarch: str,
+                          platform: str) -> tuple[HostFacts, list[Deployment], dict[int, Collection],
+                                                  frozenset[int], frozenset[int]]:
+        """What the decision needs about a host. Queries only what can matter: nothing more when no
+        deployment exists, the relay only when a rule asks for it, runs and approvals only when a
+        deployment targets the host."""
+        h, cm, r, a = schema.hosts, schema.collection_members, schema.deployment_runs, schema.approvals
         async with self.engine.connect() as conn:
+            deps, colls = await self._active_deployments(conn)
+            if not deps:
+                return (HostFacts(host_id=host_id, mac=mac, client_ip=client_ip, reported_ip=reported_ip,
+                                  buildarch=buildarch, platform=platform), [], {}, frozenset(), frozenset())
             row = (await conn.execute(select(h).where(h.c.id == host_id))).first()
             if row is None:
                 raise NotFound(f"host {host_id}")
             static = frozenset(x.collection_id for x in (await conn.execute(
                 select(cm.c.collection_id).where(cm.c.host_id == host_id))).all())
-            deps = [deployment_from_row(x) for x in (await conn.execute(
-                select(d).where(d.c.enabled.is_(True)))).all()]
-            colls = {x.id: Collection(x.id, x.name, tuple(orjson.loads(x.rules))) for x in (await conn.execute(
-                select(c).where(c.c.id.in_({dd.collection_id for dd in deps})))).all()} if deps else {}
+            relay = ""
+            if any("relay" in rule for coll in colls.values() for rule in coll.rules):
+                relay = await self._last_relay(conn, mac)
+            facts = HostFacts(host_id=host_id, mac=mac, name=row.name or "", uuid=row.uuid, serial=row.serial,
+                              manufacturer=row.manufacturer, product=row.product, known=bool(row.known),
+                              installed=row.installed_at is not None, wipe_approved=bool(row.wipe_approved),
+                              client_ip=client_ip, reported_ip=reported_ip, relay=relay, buildarch=buildarch,
+                              platform=platform, static_collections=static)
+            if not any(dd.collection_id in colls and in_collection(dd.collection_id, colls[dd.collection_id].rules,
+                                                                    facts) for dd in deps):
+                return facts, deps, colls, frozenset(), frozenset()
             done = frozenset(x.deployment_id for x in (await conn.execute(
                 select(r.c.deployment_id).where((r.c.host_id == host_id) & (r.c.state == "success")))).all())
             approved = frozenset(x.deployment_id for x in (await conn.execute(
                 select(a.c.deployment_id).where(a.c.host_id == host_id))).all())
-        facts = HostFacts(host_id=host_id, mac=mac, name=row.name or "", uuid=row.uuid, serial=row.serial,
-                          manufacturer=row.manufacturer, product=row.product, known=bool(row.known),
-                          installed=row.installed_at is not None, wipe_approved=bool(row.wipe_approved),
-                          client_ip=client_ip, reported_ip=reported_ip, relay=relay, buildarch=buildarch,
-                          platform=platform, static_collections=static)
         return facts, deps, colls, done, approved
 
-    async def last_relay(self, mac: str) -> str:
+    async def _last_relay(self, conn: AsyncConnection, mac: str) -> str:
         """The relay agent (giaddr) of the newest DHCP event from this MAC, '' if none."""
         e = schema.events
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(e.c.detail).where((e.c.kind == "dhcp") & (e.c.mac == mac))
-                                      .order_by(e.c.id.desc()).limit(1))).first()
+        row = (await conn.execute(select(e.c.detail).where((e.c.kind == "dhcp") & (e.c.mac == mac))
+                                  .order_by(e.c.id.desc()).limit(1))).first()
         if row is None:
             return ""
         relay = orjson.loads(row.detail).get("relay") or ""
@@ -332,6 +357,7 @@ class InventoryMixin:
                                 ) -> dict[str, Any]:
         c = schema.collections
         now = time.time()
+        self._invalidate()
         async with self.engine.begin() as conn:
             try:
                 res = await conn.execute(insert(c).values(name=name, rules=_j(rules), description=description,
@@ -380,6 +406,7 @@ class InventoryMixin:
         c = schema.collections
         if "rules" in values:
             values["rules"] = _j(values["rules"])
+        self._invalidate()
         async with self.engine.begin() as conn:
             try:
                 res = await conn.execute(update(c).where(c.c.id == cid).values(**values))
@@ -393,6 +420,7 @@ class InventoryMixin:
 
     async def delete_collection(self, cid: int, actor: str) -> None:
         c, cm, d = schema.collections, schema.collection_members, schema.deployments
+        self._invalidate()
         async with self.engine.begin() as conn:
             used = (await conn.execute(select(d.c.id).where(d.c.collection_id == cid).limit(1))).first()
             if used is not None:
@@ -423,6 +451,7 @@ class InventoryMixin:
         now = time.time()
         row = dict(values)
         row["profile"] = _j(row["profile"])
+        self._invalidate()
         async with self.engine.begin() as conn:
             try:
                 res = await conn.execute(insert(d).values(created=now, **row).returning(d.c.id))
@@ -457,6 +486,7 @@ class InventoryMixin:
         row = dict(values)
         if "profile" in row:
             row["profile"] = _j(row["profile"])
+        self._invalidate()
         async with self.engine.begin() as conn:
             try:
                 res = await conn.execute(update(d).where(d.c.id == did).values(**row))
@@ -469,6 +499,7 @@ class InventoryMixin:
 
     async def delete_deployment(self, did: int, actor: str) -> None:
         d, a = schema.deployments, schema.approvals
+        self._invalidate()
         async with self.engine.begin() as conn:
             await conn.execute(delete(a).where(a.c.deployment_id == did))
             res = await conn.execute(delete(d).where(d.c.id == did))

@@ -113,7 +113,6 @@ async def boot(request: Request) -> Response:
                       product=fields["product"], buildarch=fields["buildarch"], platform=fields["platform"])
     now = time.time()
     ip = client_ip(request)
-    relay = await store.last_relay(mac)
     host_id, match = await store.identify(Identity(mac, machine.uuid, machine.serial),
                                           manufacturer=machine.manufacturer, product=machine.product, now=now)
     assigned = await store.get_action(mac)
@@ -122,7 +121,7 @@ async def boot(request: Request) -> Response:
     decision: BootKernel | Exit | Menu | RunProfile
     if host_id is not None and (assigned is None or not assigned.kernel):
         host, deps, colls, done, approved = await store.boot_inputs(
-            host_id, mac, client_ip=ip, reported_ip=fields["ip"], relay=relay, buildarch=machine.buildarch,
+            host_id, mac, client_ip=ip, reported_ip=fields["ip"], buildarch=machine.buildarch,
             platform=machine.platform)
         title = host.name or mac
         decision = decide_boot(host, legacy_action=None, deployments=deps, collections=colls, done=done,
@@ -155,8 +154,9 @@ async def boot(request: Request) -> Response:
     caps: dict[str, object] = {"buildarch": machine.buildarch, "platform": machine.platform,
                                "manufacturer": machine.manufacturer, "product": machine.product,
                                "serial": machine.serial, "uuid": machine.uuid, "mac": mac, "ip": fields["ip"],
-                               "client_ip": ip, "relay": relay, "scheme": request.url.scheme,
-                               "identity": match.reason}
+                               "client_ip": ip, "scheme": request.url.scheme, "identity": match.reason}
+    if host is not None and host.relay:
+        caps["relay"] = host.relay
     caps.update({k: _clean(q.get(k, ""), n) for k, n in _CAPS.items() if q.get(k)})
     record = BootRecord(
         id=boot_id, time=now, mac=mac, uuid=machine.uuid, serial=machine.serial,
@@ -205,7 +205,7 @@ async def boot_run(request: Request) -> Response:
     now = time.time()
     host, deps, colls, done, approved = await store.boot_inputs(
         int(b["host_id"]), b["mac"], client_ip=b["client_ip"], reported_ip=b["ip"],
-        relay=str(b["capabilities"].get("relay", "")), buildarch=b["buildarch"], platform=b["platform"])
+        buildarch=b["buildarch"], platform=b["platform"])
     ok = {d.id: d for d in applicable(host, deps, colls, done, approved, now).deployments}
     d = ok.get(int(dep_raw))
     if d is None:

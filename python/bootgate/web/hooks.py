@@ -92,11 +92,21 @@ class Hooks:
     delivered: int = 0
     failed: int = 0
     dropped: int = 0
+    cache_seconds: float = 5.0
     _queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
     _task: asyncio.Task[None] | None = None
+    _cached: tuple[float, list[dict[str, Any]]] | None = None
+
+    def invalidate(self) -> None:
+        """The webhook list changed: read it again on the next event."""
+        self._cached = None
 
     def emit(self, kind: str, payload: dict[str, Any]) -> None:
-        """Queues an event; never blocks, never raises."""
+        """Queues an event; never blocks, never raises. Nothing is queued when no webhook wants it and
+        there are no plugins (the webhook list is re-read every `cache_seconds`)."""
+        if not self.plugins and self._cached is not None and self._cached[0] > time.monotonic() and not any(
+                kind in w.get("events", ()) for w in self._cached[1]):
+            return
         try:
             if self._queue is None:
                 self._queue = asyncio.Queue(self.queue_size)
@@ -126,9 +136,14 @@ class Hooks:
                 self._queue.task_done()
 
     async def _deliver(self, kind: str, payload: dict[str, Any]) -> None:
-        hooks = self.webhooks()
-        if inspect.isawaitable(hooks):
-            hooks = await hooks
+        if self._cached is not None and self._cached[0] > time.monotonic():
+            hooks = self._cached[1]
+        else:
+            got = self.webhooks()
+            if inspect.isawaitable(got):
+                got = await got
+            hooks = list(got or [])
+            self._cached = (time.monotonic() + self.cache_seconds, hooks)
         body = orjson.dumps(payload)
         jobs = [self._webhook(w, body) for w in hooks or [] if kind in w.get("events", ())]
         jobs += [self._plugin(name, fn, kind, payload) for name, fn in self.plugins]

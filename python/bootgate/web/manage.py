@@ -394,6 +394,7 @@ async def put_webhooks(request: Request) -> Response:
     data = await _fields(request)
     hooks = validate_webhooks(data.get("webhooks"))
     await state_of(request).deps.store.set_setting("webhooks", hooks)
+    hooks_of(request.app).invalidate()
     await state_of(request).deps.store.audit(_actor(request), "settings.webhooks", "", None,
                                              {"urls": [w["url"] for w in hooks]})
     return OrjsonResponse({"webhooks": len(hooks)})
@@ -428,7 +429,7 @@ async def report(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return OrjsonResponse(openapi_document())
+    return OrjsonResponse(openapi_document(request.app.routes))
 
 
 # ---- the route table: path, method, handler, role (None: no token), summary
@@ -511,9 +512,23 @@ def routes() -> list[Route]:
     return [Route(a.path, _wrap(a), methods=[a.method]) for a in API]
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(app_routes: Any = ()) -> dict[str, Any]:
+    """The document for this module's routes and the foundation's, plus any other /api/v1 route the app
+    has (other modules' routes, summarised from their handler's docstring)."""
     paths: dict[str, dict[str, Any]] = {}
-    entries = [(a.path, a.method, a.role, a.summary) for a in API] + list(FOUNDATION)
+    entries: list[tuple[str, str, str | None, str]] = [(a.path, a.method, a.role, a.summary) for a in API]
+    entries += list(FOUNDATION)
+    known = {(re.sub(r"\{(\w+):\w+\}", r"{\1}", p), m) for p, m, _, _ in entries}
+    for route in app_routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/api/v1"):
+            continue
+        doc = (getattr(getattr(route, "endpoint", None), "__doc__", None) or "").strip().split("\n")[0]
+        for method in sorted(getattr(route, "methods", None) or ()):
+            clean = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+            if method != "HEAD" and (clean, method) not in known:
+                entries.append((path, method, "see the route", doc or getattr(route, "name", "") or path))
+                known.add((clean, method))
     for path, method, role, summary in entries:
         clean = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
         params = [{"name": p, "in": "path", "required": True,
@@ -524,6 +539,8 @@ def openapi_document() -> dict[str, Any]:
                                             "400": {"description": '{"error": "..."}'}}}
         if role is None:
             op["security"] = []
+        elif role == "see the route":
+            pass
         else:
             op["x-bootgate-role"] = role
             op["responses"].update({"401": {"description": "no or wrong token"},
