@@ -249,3 +249,27 @@ async def test_openapi_lists_every_api_route(app_env: AppEnv) -> None:
         clean = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
         for method in getattr(route, "methods", set()) - {"HEAD"}:
             assert method.lower() in doc["paths"][clean], (method, path)
+
+
+async def test_relay_and_static_membership_rules(app_env: AppEnv) -> None:
+    from bootgate.store import EventRecord
+
+    c = app_env.client
+    r = await c.post("/api/v1/collections", headers=app_env.auth,
+                     json={"name": "site-b", "rules": [{"relay": "198.18.5.1"}]})
+    site_b = r.json()["id"]
+    await _deploy(app_env, name="site-b-image", collection="site-b", intent="available")
+    assert (await c.get("/boot", params=IDENT)).text.endswith("exit\n")  # no DHCP event: no relay
+    await app_env.store.add_events([EventRecord(kind="dhcp", time=1.0, mac=MAC, client_ip="198.18.5.20",
+                                                detail={"relay": "198.18.5.1"})])
+    s = (await c.get("/boot", params=IDENT)).text
+    assert "item d" in s and "site-b-image" in s
+    boot = (await c.get("/api/v1/boots", headers=app_env.auth)).json()[0]
+    assert boot["capabilities"]["relay"] == "198.18.5.1" and boot["action"] == "menu"
+    # static membership: another machine, no relay, added by hand
+    other = dict(IDENT, mac="52:54:00:12:99:99", uuid="", serial="STATIC001")
+    assert (await c.get("/boot", params=other)).text.endswith("exit\n")
+    hid = [h["id"] for h in (await c.get("/api/v1/hosts", headers=app_env.auth)).json()["items"]
+           if h["serial"] == "STATIC001"][0]
+    assert (await c.put(f"/api/v1/collections/{site_b}/members/{hid}", headers=app_env.auth)).status_code == 200
+    assert "site-b-image" in (await c.get("/boot", params=other)).text
