@@ -444,7 +444,11 @@ fn http_boot_client_echoes_httpclient() {
     let o = reply_options(&r);
     assert_eq!(find(&o, 60), Some(b"HTTPClient".to_vec()));
     assert_eq!(find(&o, 43), None);
-    assert_eq!(find(&o, 67), None, "not asked for and fits in file");
+    assert_eq!(
+        find(&o, 67),
+        Some(b"http://198.18.0.2:8050/content/ipxe.efi".to_vec()),
+        "HTTP Boot clients always get the URL in option 67 (EDK2 reads it there), asked for or not"
+    );
     // Real UEFI HTTP boot reports arch 16: the same x64 URL.
     let b = request(5, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 16], &opt(60, b"HTTPClient:Arch:00016")]);
     let req = PxeRequest::parse_bytes(&b).unwrap();

@@ -16,7 +16,9 @@ const DEFAULT_MAX_DATAGRAM: usize = 576;
 /// Boot file placement: the `file` field holds the name when it fits (127 bytes plus NUL);
 /// option 67 carries it too when the client listed 67 in its parameter request list (RFC 2132
 /// section 9.8: servers return what is asked for; PXE ROMs and iPXE ask for it) or when it does
-/// not fit in `file` (RFC 2132 section 9.5). Values over 255 bytes are split (RFC 3396).
+/// not fit in `file` (RFC 2132 section 9.5), and always for UEFI HTTP Boot clients (EDK2's
+/// HttpBootDxe reads the boot URI from option 67). Values over 255 bytes are split (RFC 3396).
+/// Option 67 is always the last option before END (see [`ProxyReply::emit`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyReply<'a> {
     /// [`MessageType::Offer`] or [`MessageType::Ack`].
@@ -70,7 +72,9 @@ impl<'a> ProxyReply<'a> {
             vendor_class: if answer.client == ClientKind::HttpBoot { "HTTPClient" } else { "PXEClient" },
             client_id: req.client_id_raw.as_deref(),
             pxe_discovery_control: (answer.client == ClientKind::Firmware).then_some(pxe::DISCOVERY_USE_BOOT_FILE),
-            bootfile_option: !fits_file || req.parameter_request_list.contains(&code::BOOTFILE_NAME),
+            bootfile_option: !fits_file
+                || answer.client == ClientKind::HttpBoot
+                || req.parameter_request_list.contains(&code::BOOTFILE_NAME),
             ipxe_encap: &policy.ipxe_encap,
             max_len: max_datagram - IP_UDP_HEADERS,
         }
@@ -139,11 +143,16 @@ impl<'a> ProxyReply<'a> {
             w.option(code::VENDOR_SPECIFIC, &[pxe::DISCOVERY_CONTROL, 1, control, code::END])?;
         }
         w.option(code::TFTP_SERVER_NAME, self.tftp_name().as_bytes())?;
-        if self.bootfile_option {
-            w.option(code::BOOTFILE_NAME, self.boot_file.as_bytes())?;
-        }
         if !self.ipxe_encap.is_empty() {
             w.option(code::IPXE_ENCAP, self.ipxe_encap)?;
+        }
+        // Option 67 goes last: edk2's PXE client (OVMF and the UEFI firmware built from it)
+        // NUL-terminates an unterminated option 67 in place, overwriting the byte that follows
+        // it, and hands that altered packet on as `Mode->ProxyOffer` / `PxeReply`. Whatever
+        // follows 67 is lost to the next stage (iPXE's cached 175.90 trust, observed in the
+        // QEMU test); followed only by END, nothing is.
+        if self.bootfile_option {
+            w.option(code::BOOTFILE_NAME, self.boot_file.as_bytes())?;
         }
         w.end()?;
         Ok(len)
