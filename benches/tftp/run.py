@@ -101,7 +101,7 @@ class Server:
 
 
 def servers(binaries: Path, root: Path, wanted: list[str], atftpd: str | None,
-            bootgate_old: str | None) -> tuple[list[Server], list[str]]:
+            bootgate_old: str | None, single_port: bool = False) -> tuple[list[Server], list[str]]:
     out: list[Server] = []
     missing: list[str] = []
     root_user = os.geteuid() == 0
@@ -110,6 +110,11 @@ def servers(binaries: Path, root: Path, wanted: list[str], atftpd: str | None,
                           [bootgate_old, "--bind", "127.0.0.1:16968", "--root", str(root),
                            "--max-transfers", "4096", "--max-blksize", str(BLKSIZE)],
                           f"an earlier bootgate-tftpd build ({bootgate_old}), for a before/after comparison"))
+    if single_port:
+        out.append(Server("bootgate single-port", "127.0.0.1", 16967,
+                          [str(binaries / "bootgate-tftpd"), "--bind", "127.0.0.1:16967", "--root", str(root),
+                           "--max-transfers", "4096", "--max-blksize", str(BLKSIZE), "--single-port"],
+                          "bootgate-tftpd --single-port: every transfer from the listening port"))
     for name in wanted:
         if name == "bootgate":
             out.append(Server(name, "127.0.0.1", 16969,
@@ -227,6 +232,7 @@ def main() -> int:
     ap.add_argument("--windows", default="1,8")
     ap.add_argument("--n", help="comma-separated N for the 1 MiB file (overrides the matrix)")
     ap.add_argument("--bootgate-old", help="another bootgate-tftpd binary to run as 'bootgate (before)'")
+    ap.add_argument("--single-port", action="store_true", help="also run bootgate in single-port mode")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -247,7 +253,8 @@ def main() -> int:
         probe = json.loads(subprocess.run([str(binaries / "tftp-load"), "probe", "--secs", "2"],
                                           capture_output=True, text=True, check=True).stdout)
         print(f"loopback limit: {probe['received_mb_s']:.0f} MB/s", flush=True)
-        srvs, missing = servers(binaries, root, args.servers.split(","), args.atftpd, args.bootgate_old)
+        srvs, missing = servers(binaries, root, args.servers.split(","), args.atftpd, args.bootgate_old,
+                                args.single_port)
         notes = [f"{s.name}: {s.note}" for s in srvs] + [f"skipped: {m}" for m in missing]
         results: list[dict] = []
         for file, ns in matrix.items():
