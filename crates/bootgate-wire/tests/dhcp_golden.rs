@@ -233,3 +233,83 @@ fn file_names_are_read_strictly() {
     assert!(expectations("ipxe-discover").is_err(), "arch missing");
     assert!(expectations("ovmf-discover-request").is_err(), "two message types");
 }
+
+/// What edk2's PXE client (OVMF, and UEFI firmware built from edk2) does to a received offer
+/// before it becomes `Mode->ProxyOffer` / `PxeReply`, the packets iPXE's cached-DHCP code reads:
+/// when option 67's value does not end in NUL, the byte right after the value is set to 0 in
+/// place (observed in the QEMU test: an option 175 that followed 67 vanished from iPXE's
+/// `proxydhcp` settings). Returns the options of the altered packet in order, as a TLV walk
+/// that treats 0 as pad and stops at END or at a length running past the packet.
+fn edk2_view(reply: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut pkt = reply.to_vec();
+    let walk = |pkt: &[u8]| -> Vec<(usize, u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut i = 240;
+        while i < pkt.len() {
+            match pkt[i] {
+                0 => i += 1,
+                255 => break,
+                code => {
+                    let Some(&len) = pkt.get(i + 1) else { break };
+                    let Some(value) = pkt.get(i + 2..i + 2 + usize::from(len)) else { break };
+                    out.push((i, code, value.to_vec()));
+                    i += 2 + usize::from(len);
+                }
+            }
+        }
+        out
+    };
+    if let Some((at, _, value)) = walk(&pkt).into_iter().find(|(_, code, _)| *code == 67) {
+        let after = at + 2 + value.len();
+        if value.last() != Some(&0) && after < pkt.len() {
+            pkt[after] = 0;
+        }
+    }
+    walk(&pkt).into_iter().map(|(_, code, value)| (code, value)).collect()
+}
+
+#[test]
+fn trust_option_survives_edk2_terminating_option_67_in_place() {
+    // A real 175.90: one SHA-256 fingerprint.
+    let mut encap = vec![90, 32];
+    encap.extend((0..32u8).map(|i| i.wrapping_mul(37) ^ 0xa5));
+    let p = DhcpPolicy { ipxe_encap: encap.clone(), ..policy() };
+    let mut checked = 0;
+    for path in captures() {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        if !name.starts_with("ovmf-") {
+            continue;
+        }
+        let want = expectations(&name).unwrap();
+        let req = PxeRequest::parse_bytes(&std::fs::read(&path).unwrap()).unwrap();
+        // Answered as the server the packet names, if any (as `check` does).
+        let server = req.server_id.unwrap_or(SERVER);
+        let Decision::Answer(a) = decide(&req, &p, want.port, server) else { panic!("{name}: not answered") };
+        let reply = ProxyReply::new(&req, &a, server, &p).to_vec().unwrap();
+        let seen = edk2_view(&reply);
+        let codes: Vec<u8> = seen.iter().map(|(c, _)| *c).collect();
+        assert!(codes.contains(&67), "{name}: OVMF asks for option 67 and gets it ({codes:?})");
+        assert_eq!(codes.last(), Some(&67), "{name}: option 67 is the last option");
+        let trust = seen.iter().find(|(c, _)| *c == 175).map(|(_, v)| v.clone());
+        assert_eq!(trust.as_deref(), Some(&encap[..]), "{name}: 175 after edk2's NUL ({codes:?})");
+        checked += 1;
+    }
+    if checked == 0 {
+        eprintln!("dhcp_golden: no ovmf-* captures; edk2 view not checked");
+    }
+}
+
+#[test]
+fn edk2_view_models_the_overwrite() {
+    // Option 67 followed by 175: the 175 tag becomes pad and what is left is read as garbage.
+    let mut pkt = vec![0u8; 236];
+    pkt.extend([99, 130, 83, 99]);
+    pkt.extend([67, 3, b'a', b'.', b'e', 175, 4, 90, 2, 1, 2, 255]);
+    let seen = edk2_view(&pkt);
+    assert!(!seen.iter().any(|(c, _)| *c == 175), "{seen:?}");
+    // Already NUL-terminated: left alone.
+    let mut pkt = vec![0u8; 236];
+    pkt.extend([99, 130, 83, 99]);
+    pkt.extend([67, 4, b'a', b'.', b'e', 0, 175, 4, 90, 2, 1, 2, 255]);
+    assert!(edk2_view(&pkt).iter().any(|(c, v)| *c == 175 && v == &[90, 2, 1, 2]));
+}
