@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from ..policy import Action, BootKernel, Exit
@@ -121,12 +122,27 @@ _BOOTSTRAP_QUERY = (
 )
 
 
+_PREAMBLE_LINE = re.compile(r"set [a-z][a-z0-9/._-]{0,63} [A-Za-z0-9.:\[\]_-]{1,255}")
+
+
+def _checked_preamble(preamble: Sequence[str]) -> list[str]:
+    """Server-made `set NAME VALUE` lines run before images load (e.g. BranchCache's `set peerdist 1`).
+    They come from config, not from clients, but are checked so no line can carry another command."""
+    out = []
+    for line in preamble:
+        if not _PREAMBLE_LINE.fullmatch(line):
+            raise ValueError(f"preamble line {line[:64]!r} is not a plain `set NAME VALUE`")
+        out.append(line)
+    return out
+
+
 def render_bootstrap(server_base: str) -> str:
     """The `/boot.ipxe` script: chain to /boot with the client's identity (expanded by iPXE itself)."""
     return f"#!ipxe\nchain {server_base}/boot?{_BOOTSTRAP_QUERY}\n"
 
 
-def render_action(action: Action, *, mac: str, boot_id: str, content_base: str, callback_base: str) -> str:
+def render_action(action: Action, *, mac: str, boot_id: str, content_base: str, callback_base: str,
+                  preamble: Sequence[str] = ()) -> str:
     """The `/boot` script for a decided action.
 
     `mac` must be normalised; `boot_id` is ours (hex); `content_base` and `callback_base` come from
@@ -144,6 +160,7 @@ def render_action(action: Action, *, mac: str, boot_id: str, content_base: str, 
     args = check_kernel_args(action.args)
     extra = f"bootgate.boot={boot_id} bootgate.server={callback_base}"
     lines.append(f"echo bootgate: booting {echo_text(action.kernel)} on {echo_text(mac)} (boot {boot_id})")
+    lines += _checked_preamble(preamble)
     lines.append(f"kernel {kernel} {args} {extra}" if args else f"kernel {kernel} {extra}")
     if action.initrd:
         lines.append(f"initrd {content_base}/content/{url_path(action.initrd)}")
@@ -249,13 +266,14 @@ def render_menu(menu: Menu, *, title: str, boot_id: str, server_base: str) -> st
 
 
 def render_profile(profile: Profile, *, mac: str, name: str, boot_id: str, deployment_id: int,
-                   content_base: str, callback_base: str) -> str:
+                   content_base: str, callback_base: str, preamble: Sequence[str] = ()) -> str:
     """The script that runs a deployment's profile (validated again here)."""
     _check_boot_id(boot_id)
     p = check_profile(profile)
     safe_name = re.sub(r"[^A-Za-z0-9-]", "-", name)[:63]
     extra = f"bootgate.boot={boot_id} bootgate.server={callback_base} bootgate.deployment={deployment_id}"
     lines = ["#!ipxe", f"echo bootgate: deployment {deployment_id} on {echo_text(mac)} (boot {boot_id})"]
+    lines += _checked_preamble(preamble)
     if p.kind == "kernel":
         lines.append(f"kernel {content_base}/content/{url_path(p.kernel)} {p.args} {extra}".replace("  ", " "))
         lines += [f"initrd {content_base}/content/{url_path(f)}" for f in p.initrds]

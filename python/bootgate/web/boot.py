@@ -12,6 +12,7 @@ from starlette.responses import Response
 from ..policy import BootKernel, Exit, Machine, normalize_mac
 from ..policy.deploy import Menu, RunProfile, applicable, decide_boot
 from ..policy.identity import Identity
+from ..branchcache import ipxe_script_lines
 from ..scripts import (base_url, is_valid_host, render_action, render_bootstrap, render_menu, render_profile,
                        render_technician)
 from ..store import BootRecord, EventRecord
@@ -136,16 +137,19 @@ async def boot(request: Request) -> Response:
     base = request_base(request)
     cb = callback_base(request)
     deployment_id = None
+    pre = ipxe_script_lines(st.settings.branchcache, ip)
     try:
         if isinstance(decision, Menu):
             script = render_menu(decision, title=title, boot_id=boot_id, server_base=base)
         elif isinstance(decision, RunProfile):
             assert host is not None
             script = render_profile(decision.profile, mac=mac, name=host.name, boot_id=boot_id,
-                                    deployment_id=decision.deployment_id, content_base=base, callback_base=cb)
+                                    deployment_id=decision.deployment_id, content_base=base, callback_base=cb,
+                                    preamble=pre)
             deployment_id = decision.deployment_id
         else:
-            script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base, callback_base=cb)
+            script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base, callback_base=cb,
+                                   preamble=pre)
     except ValueError as e:
         log.warning("stored action cannot be rendered", extra={"kv": {"mac": mac, "error": str(e)}})
         decision = Exit(reason=f"the action for {mac} is invalid")
@@ -211,7 +215,8 @@ async def boot_run(request: Request) -> Response:
     if d is None:
         return _fail("that deployment is not available to this machine", 403)
     script = render_profile(d.profile, mac=b["mac"], name=host.name, boot_id=boot_id, deployment_id=d.id,
-                            content_base=request_base(request), callback_base=callback_base(request))
+                            content_base=request_base(request), callback_base=callback_base(request),
+                            preamble=ipxe_script_lines(st.settings.branchcache, b["client_ip"]))
     await store.record_run(d.id, host.host_id, boot_id, now)
     st.deps.recorder.add(EventRecord(kind="boot", time=now, mac=b["mac"], client_ip=client_ip(request),
                                      detail={"boot_id": boot_id, "action": "deploy", "deployment_id": d.id,
