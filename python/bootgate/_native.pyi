@@ -78,6 +78,9 @@ class TftpEngine:
         timeout_ms: int = 1000,
         retries: int = 5,
         max_transfers: int = 4096,
+        max_queued: int = 4096,
+        max_per_client: int = 0,
+        single_port: bool = False,
     ) -> TftpEngine: ...
     def counters(self) -> list[tuple[str, int]]: ...
     def drain_events(self, max: int = 1024) -> list[dict[str, Any]]: ...

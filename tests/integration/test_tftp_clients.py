@@ -190,3 +190,48 @@ def test_clients_at_once(served: Served, tmp_path: Path) -> None:
     for _, out in cmds:
         assert out.read_bytes() == s.big, out
     check_events(s, [len(s.big)] * len(cmds), {})
+
+
+def test_single_port_mode_and_per_client_limit(tmp_path: Path) -> None:
+    """single_port=True: real clients fetch every byte from the listening port itself (windowed
+    with atftp); max_per_client=1 refuses a second transfer from the same address meanwhile."""
+    root = tmp_path / "root"
+    root.mkdir()
+    big = os.urandom(2 * 1024 * 1024 + 77)
+    (root / "big.bin").write_bytes(big)
+    engine = TftpEngine(bind=f"{HOST}:0", root=root, max_blksize=1468, timeout_ms=500, retries=5,
+                        single_port=True, max_per_client=1)
+    try:
+        port = engine.local_addr()[1]
+        clients = 0
+        if tftp := shutil.which("tftp"):
+            got = run([tftp, HOST, str(port), "-m", "binary", "-c", "get", "big.bin", "hpa.bin"], tmp_path)
+            assert (tmp_path / "hpa.bin").read_bytes() == big, got
+            clients += 1
+        if atftp := shutil.which("atftp"):
+            opts = ["--option", "blksize 1468", "--option", "windowsize 8"]
+            got = run([atftp, *opts, "-g", "-r", "big.bin", "-l", "a.bin", HOST, str(port)], tmp_path)
+            assert got.returncode == 0 and (tmp_path / "a.bin").read_bytes() == big, got
+            clients += 1
+        if clients == 0:
+            pytest.skip("neither tftp (tftp-hpa) nor atftp is installed")
+        evs = events(engine, clients)
+        assert [e["ok"] for e in evs] == [True] * clients, evs
+
+        # A transfer in progress from 127.0.0.1 (an RRQ never acknowledged), then another one from
+        # the same address: over the limit of one, refused with ERROR 0.
+        import socket
+        rrq = b"\0\x01big.bin\0octet\0"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+            a.settimeout(5)
+            b.settimeout(5)
+            a.sendto(rrq, (HOST, port))
+            data, src = a.recvfrom(2048)
+            assert data[:4] == b"\0\x03\0\x01" and src == (HOST, port)  # DATA 1, from port 69's socket
+            b.sendto(rrq, (HOST, port))
+            data, src = b.recvfrom(2048)
+            assert data[:4] == b"\0\x05\0\x00" and b"too many transfers" in data, data
+        assert counters(engine)["errors_client_limit"] == 1
+    finally:
+        engine.stop()

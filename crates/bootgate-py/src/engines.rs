@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bootgate_io::dhcp::{DhcpEngine as RsDhcp, DhcpEvent, DhcpPolicy, DhcpSettings};
 use bootgate_wire::dhcp::{Access, BootTable, Ipv4Net, MacPattern, SubnetBoot};
-use bootgate_io::tftp::{TftpEngine as RsTftp, TftpEvent, TftpSettings};
+use bootgate_io::tftp::{TftpEngine as RsTftp, TftpEvent, TftpLimits, TftpSettings};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -270,7 +270,9 @@ pub struct PyTftpEngine {
 #[pymethods]
 impl PyTftpEngine {
     #[new]
-    #[pyo3(signature = (*, bind, root, max_blksize=1468, timeout_ms=1000, retries=5, max_transfers=4096))]
+    #[pyo3(signature = (*, bind, root, max_blksize=1468, timeout_ms=1000, retries=5, max_transfers=4096,
+                        max_queued=4096, max_per_client=0, single_port=false))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         bind: &str,
@@ -279,11 +281,15 @@ impl PyTftpEngine {
         timeout_ms: u64,
         retries: u32,
         max_transfers: usize,
+        max_queued: usize,
+        max_per_client: usize,
+        single_port: bool,
     ) -> Result<Self> {
         let bind: SocketAddr =
             bind.parse().map_err(|_| Error::Value(format!("bind: {bind:?} is not an address:port")))?;
         let settings = TftpSettings { bind, root, max_blksize, timeout_ms, retries, max_transfers };
-        let engine = py.allow_threads(|| RsTftp::start(settings))?;
+        let limits = TftpLimits { max_queued, max_per_client, single_port };
+        let engine = py.allow_threads(|| RsTftp::start_with(settings, limits))?;
         Ok(Self { inner: Some(engine) })
     }
 
