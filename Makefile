@@ -41,7 +41,7 @@ test: test-deps cargo-test pytest
 # Side-by-side benchmarks against the peers (root; loopback and private namespaces only). Not part of `make test`.
 bench: develop-release
 	$(VENV)/bin/python benches/dhcp/run.py      # bootgate vs dnsmasq proxyDHCP -> benches/README-dhcp.md
-	$(VENV)/bin/python benches/tftp/run.py      # bootgate vs tftpd-hpa, dnsmasq, atftpd -> benches/tftp/RESULTS.md
+	bash benches/tftp/get-peers.sh && $(VENV)/bin/python benches/tftp/run.py  # bootgate vs tftpd-hpa, dnsmasq, atftpd -> benches/tftp/RESULTS.md
 	$(VENV)/bin/python benches/pccrc/run.py     # Content Information V1/V2 vs openssl speed -> benches/pccrc/README.md
 
 clean:
