@@ -36,7 +36,7 @@ lint: develop-release
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/python -m mypy
 
-test: test-deps cargo-test pytest
+test: test-deps lint cargo-test pytest
 
 # Side-by-side benchmarks against the peers (root; loopback and private namespaces only). Not part of `make test`.
 bench: develop-release
