@@ -55,6 +55,9 @@ class HttpSettings:
     https_port: int
 
 
+TLS_KEY_TYPES = ("rsa-2048", "rsa-3072", "ecdsa-p256")
+
+
 @dataclass(frozen=True)
 class TlsSettings:
     cert: Path
@@ -62,6 +65,8 @@ class TlsSettings:
     ca_cert: Path
     # True when cert/key/ca_cert are bootgate's own (created and renewed under data_dir).
     managed: bool
+    # Key algorithm of bootgate's own CA and server certificate (managed material only).
+    key_type: str = "rsa-2048"
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "cert": (str, "", "default <data_dir>/tls/server.pem (server cert + CA chain, root included)"),
         "key": (str, "", "default <data_dir>/tls/server.key"),
         "ca_cert": (str, "", "default <data_dir>/tls/ca.pem"),
+        "key_type": (str, "rsa-2048", "key of bootgate's own CA and server certificate: rsa-2048, rsa-3072 or "
+                                      "ecdsa-p256 (iPXE builds before 2025/26 verify only RSA: see docs/trust.md)"),
     },
     "store": {
         "url": (str, "", "default sqlite+aiosqlite:///<data_dir>/bootgate.db"),
@@ -745,6 +752,8 @@ def load_settings(
     tls = values["tls"]
     tls_dir = data / "tls"
     managed = not (tls["cert"] or tls["key"])
+    if tls["key_type"] not in TLS_KEY_TYPES:
+        raise fail("tls", "key_type", f"is {tls['key_type']!r}", "set it to one of " + ", ".join(TLS_KEY_TYPES))
 
     def path_or(value: str, default: Path) -> Path:
         return Path(value).expanduser().absolute() if value else default
@@ -762,6 +771,7 @@ def load_settings(
             key=path_or(tls["key"], tls_dir / "server.key"),
             ca_cert=path_or(tls["ca_cert"], tls_dir / "ca.pem"),
             managed=managed,
+            key_type=tls["key_type"],
         ),
         store=StoreSettings(url=store_url),
         tftp=TftpSettings(enabled=tftp["enabled"], bind=tftp["bind"], port=tftp["port"],

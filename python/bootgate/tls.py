@@ -1,8 +1,12 @@
 """bootgate's own private CA and server certificate, and the admin token.
 
-Keys are RSA-2048, not ECDSA: the iPXE builds in today's distributions (e.g. Debian trixie's 1.21.1)
-verify only RSA signatures and cannot use an EC certificate (EC support reached iPXE only in 2025/26),
-and iPXE is the main client of the HTTPS service.
+The key type is `[tls] key_type`: RSA-2048 by default, RSA-3072, or ECDSA P-256. RSA is the default
+because iPXE is the main client of the HTTPS service and the iPXE builds in today's distributions
+(Debian trixie's 1.21.1+git20250501) verify only RSA: their binaries carry the rsaEncryption OID and no
+ecPublicKey, prime256v1 or ecdsa-with-SHA256 OID (EC support reached iPXE's sources later). Operators
+whose iPXE has EC support choose ecdsa-p256. Changing the type re-issues the server certificate; a CA
+of another type is kept (a new CA would invalidate the fingerprint every client trusts) unless the
+operator removes the tls directory.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -59,11 +63,25 @@ def _write_public(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _new_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+def _new_key(key_type: str) -> PrivateKey:
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=3072 if key_type == "rsa-3072" else 2048)
+
+
+def key_type_of(key: object) -> str | None:
+    """The [tls] key_type name of a public or private key, None for other kinds."""
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return f"rsa-{key.key_size}"
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and key.curve.name == "secp256r1":
+        return "ecdsa-p256"
+    return None
+
+
+def _key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -102,8 +120,8 @@ def _san(names: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
-def _create_ca(ca_cert: Path, ca_key_path: Path) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    key = _new_key()
+def _create_ca(ca_cert: Path, ca_key_path: Path, key_type: str) -> tuple[x509.Certificate, PrivateKey]:
+    key = _new_key(key_type)
     name = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bootgate"),
         x509.NameAttribute(NameOID.COMMON_NAME, f"bootgate private CA {secrets.token_hex(4)}"),
@@ -132,8 +150,8 @@ def _create_ca(ca_cert: Path, ca_key_path: Path) -> tuple[x509.Certificate, rsa.
 
 
 def _issue_server(files: TlsFiles, ca: x509.Certificate, ca_key: CertificateIssuerPrivateKeyTypes,
-                  names: list[str]) -> None:
-    key = _new_key()
+                  names: list[str], key_type: str) -> None:
+    key = _new_key(key_type)
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -147,7 +165,8 @@ def _issue_server(files: TlsFiles, ca: x509.Certificate, ca_key: CertificateIssu
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(min(now + dt.timedelta(days=SERVER_DAYS), ca.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                     key_encipherment=isinstance(key, rsa.RSAPrivateKey),
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -162,7 +181,7 @@ def _issue_server(files: TlsFiles, ca: x509.Certificate, ca_key: CertificateIssu
     log.info("issued server certificate", extra={"kv": {"cert": str(files.cert), "names": ",".join(names)}})
 
 
-def _needs_new_server_cert(cert_path: Path, ca: x509.Certificate, names: list[str]) -> bool:
+def _needs_new_server_cert(cert_path: Path, ca: x509.Certificate, names: list[str], key_type: str) -> bool:
     try:
         certs = x509.load_pem_x509_certificates(cert_path.read_bytes())
     except (OSError, ValueError):
@@ -171,6 +190,8 @@ def _needs_new_server_cert(cert_path: Path, ca: x509.Certificate, names: list[st
         return True
     leaf = certs[0]
     if leaf.issuer != ca.subject or leaf.not_valid_after_utc - RENEW_BEFORE < _now():
+        return True
+    if key_type_of(leaf.public_key()) != key_type:
         return True
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -209,14 +230,19 @@ def ensure_tls(settings: Settings) -> TlsFiles:
     if t.ca_cert.is_file() and ca_key_path.is_file():
         ca = x509.load_pem_x509_certificate(t.ca_cert.read_bytes())
         loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        if not isinstance(loaded, rsa.RSAPrivateKey):
-            raise ConfigError(f"{ca_key_path}: not an RSA key: remove the tls directory to create a new CA")
-        ca_key = loaded
+        if key_type_of(loaded) is None:
+            raise ConfigError(f"{ca_key_path}: not an RSA or ECDSA P-256 key: remove the tls directory to create "
+                              "a new CA")
+        if key_type_of(loaded) != t.key_type:
+            log.warning("CA key type differs from [tls] key_type; the CA is kept, the server key follows key_type",
+                        extra={"kv": {"ca_key_type": key_type_of(loaded), "key_type": t.key_type,
+                                      "fix": "remove the tls directory to create a new CA of the new type"}})
+        ca_key = loaded  # type: ignore[assignment]
     else:
-        ca, ca_key = _create_ca(t.ca_cert, ca_key_path)
+        ca, ca_key = _create_ca(t.ca_cert, ca_key_path, t.key_type)
     names = server_names(settings)
-    if not t.key.is_file() or _needs_new_server_cert(t.cert, ca, names):
-        _issue_server(files, ca, ca_key, names)
+    if not t.key.is_file() or _needs_new_server_cert(t.cert, ca, names, t.key_type):
+        _issue_server(files, ca, ca_key, names, t.key_type)
     return files
 
 

@@ -68,3 +68,84 @@ def test_admin_token(tmp_path: Path) -> None:
     t = ensure_admin_token(p)
     assert len(t) >= 32 and stat.S_IMODE(p.stat().st_mode) == 0o600
     assert ensure_admin_token(p) == t
+
+
+def _handshake(files_cert: Path, files_key: Path, ca_cert: Path) -> x509.Certificate:
+    """A real TLS handshake on loopback with the issued material, the client verifying against the CA file;
+    returns the certificate the client received."""
+    import socket
+    import ssl
+    import threading
+
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(files_cert), str(files_key))
+    client_ctx = ssl.create_default_context(cafile=str(ca_cert))
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = lsock.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(b"ok")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.recv(2) == b"ok"
+                der = tls.getpeercert(binary_form=True)
+    finally:
+        t.join(10)
+        lsock.close()
+    assert not errors, errors
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+@pytest.mark.parametrize("key_type", ["rsa-2048", "rsa-3072", "ecdsa-p256"])
+def test_key_types_issue_working_chains(tmp_path: Path, key_type: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from bootgate.tls import key_type_of
+    s = settings_for(tmp_path, f'[tls]\nkey_type = "{key_type}"\n')
+    files = ensure_tls(s)
+    chain = x509.load_pem_x509_certificates(files.cert.read_bytes())
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    assert key_type_of(chain[0].public_key()) == key_type
+    assert key_type_of(ca.public_key()) == key_type
+    chain[0].verify_directly_issued_by(ca)
+    if key_type == "ecdsa-p256":
+        assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
+        # an EC key cannot encipher: key usage must not claim it
+        assert chain[0].extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment is False
+    assert key_type_of(_handshake(files.cert, files.key, files.ca_cert).public_key()) == key_type
+
+
+def test_key_type_change_reissues_server_keeps_ca(tmp_path: Path) -> None:
+    from bootgate.tls import key_type_of
+    s = settings_for(tmp_path)
+    ensure_tls(s)
+    fp = ca_fingerprint(s.tls.ca_cert)
+    s2 = settings_for(tmp_path, '[tls]\nkey_type = "ecdsa-p256"\n')
+    assert s2.tls.ca_cert == s.tls.ca_cert
+    ensure_tls(s2)
+    leaf = x509.load_pem_x509_certificates(s2.tls.cert.read_bytes())[0]
+    assert key_type_of(leaf.public_key()) == "ecdsa-p256"
+    # the CA (and the fingerprint every client already trusts) is kept, so the RSA CA signs the EC leaf
+    assert ca_fingerprint(s2.tls.ca_cert) == fp
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(s2.tls.ca_cert.read_bytes()))
+    assert key_type_of(_handshake(s2.tls.cert, s2.tls.key, s2.tls.ca_cert).public_key()) == "ecdsa-p256"
+
+
+def test_bad_key_type_names_file_key_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        settings_for(tmp_path, '[tls]\nkey_type = "dsa"\n')
+    msg = str(e.value)
+    cfg = tmp_path / "bootgate.toml"
+    line = cfg.read_text().splitlines().index('key_type = "dsa"') + 1
+    assert msg.startswith(f"{cfg}:{line}: [tls] key_type is 'dsa'") and "ecdsa-p256" in msg
