@@ -1,11 +1,16 @@
-//! Content Information (MS-PCCRC) of a file: streamed from disk, segments hashed across cores.
+//! Content Information (MS-PCCRC) of a file: streamed from disk, hashed across cores.
 //!
-//! The file is cut into work units on segment boundaries (version 1.0: one segment, 32 MiB;
-//! version 2.0: a run of segments of about [`V2_UNIT_BYTES`]). Each unit is read with positioned
-//! reads (`pread`) into a buffer of [`READ_CHUNK`] bytes and fed to the segment hashers of
-//! `bootgate-wire`, so memory is `threads x READ_CHUNK` plus the segment records the structure
-//! itself holds, whatever the file size. Units are hashed on a rayon pool of `threads` workers (or
-//! in the calling thread when `threads == 1`) and joined in order.
+//! The file is cut into work units of about [`UNIT_BYTES`]: runs of version 1.0 blocks (so the
+//! blocks of one 32 MiB segment spread over every core, and a file smaller than a segment still
+//! uses them all) or of version 2.0 segments. A worker reads as many whole blocks/segments as fit
+//! in its [`READ_CHUNK`] buffer with one positioned read (`pread`) and hashes each straight from
+//! the buffer in one call (no copy, no allocation per block); the hash backend is libcrypto's
+//! SHA-2 (feature `openssl`, the default; see [`backend`]), else `bootgate-wire`'s. The block
+//! hashes / HoDs are joined in file order into segment records by `bootgate-wire`
+//! ([`SegmentV1::from_block_hashes`], [`SegmentV2::from_hod`]), which derives HoD, secrets and
+//! encodes the structure. Memory is `threads x READ_CHUNK` plus the hashes the structure itself
+//! holds, whatever the file size. Units run on a rayon pool of `threads` workers (or in the
+//! calling thread when `threads == 1`).
 //!
 //! The file is checked before and after hashing (device, inode, size, mtime): a file that changes
 //! underneath fails with [`HashError::Changed`] rather than yielding a structure of mixed content.
@@ -21,14 +26,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bootgate_wire::pccrc::{
     segment_layout_v1, server_secret_v1, server_secret_v2, ContentInfoV1, ContentInfoV2, HashAlgo, HashValue,
-    PccrcError, SegmentHasherV1, SegmentHasherV2, SegmentV1, SegmentV2, V1Params, V2Segmentation,
+    PccrcError, SegmentV1, SegmentV2, V1Params, V2Segmentation,
 };
 use rayon::prelude::*;
 
-/// Bytes read per `pread` (per worker buffer).
-pub const READ_CHUNK: usize = 1024 * 1024;
-/// Target size of one version 2.0 work unit (a run of whole segments).
-pub const V2_UNIT_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes read per `pread` (the per-worker buffer): small enough to stay in a core's L2 cache
+/// between the kernel's copy and the hash reading it (larger reads measured slower).
+pub const READ_CHUNK: usize = 128 * 1024;
+/// Target size of one work unit (a run of version 1.0 blocks or version 2.0 segments).
+pub const UNIT_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What to build.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,25 +176,129 @@ pub fn content_information_file(
     Ok(Built { blob, identity: before, segments })
 }
 
-/// A run of segments `(offset, length)` hashed by one worker.
-type Unit = Vec<(u64, u32)>;
+/// The content hash a build computes over file bytes: version 1.0 block hashes, or version 2.0
+/// segment hashes (truncated SHA-512).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    V1(HashAlgo),
+    V2,
+}
 
-fn units_v2(layout: Vec<(u64, u32)>) -> Vec<Unit> {
-    let mut units = Vec::new();
-    let mut cur: Unit = Vec::new();
+/// Name of the hash backend this build uses for content bytes (HoD, HMACs and segment IDs
+/// always come from `bootgate-wire`).
+pub fn backend() -> String {
+    #[cfg(feature = "openssl")]
+    {
+        format!("libcrypto ({})", openssl::version::version())
+    }
+    #[cfg(not(feature = "openssl"))]
+    {
+        String::from("sha2 (bootgate-wire)")
+    }
+}
+
+/// A running content hash on the build's backend (stack state, no allocation).
+enum Running {
+    #[cfg(feature = "openssl")]
+    Sha256(openssl::sha::Sha256),
+    #[cfg(feature = "openssl")]
+    Sha384(openssl::sha::Sha384),
+    #[cfg(feature = "openssl")]
+    Sha512(openssl::sha::Sha512, bool),
+    #[cfg(not(feature = "openssl"))]
+    Wire(bootgate_wire::pccrc::RunningHash),
+}
+
+impl Running {
+    #[cfg(feature = "openssl")]
+    fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::V1(HashAlgo::Sha256) => Running::Sha256(openssl::sha::Sha256::new()),
+            Kind::V1(HashAlgo::Sha384) => Running::Sha384(openssl::sha::Sha384::new()),
+            Kind::V1(HashAlgo::Sha512) => Running::Sha512(openssl::sha::Sha512::new(), false),
+            Kind::V2 => Running::Sha512(openssl::sha::Sha512::new(), true),
+        }
+    }
+
+    #[cfg(not(feature = "openssl"))]
+    fn new(kind: Kind) -> Self {
+        use bootgate_wire::pccrc::RunningHash;
+        Running::Wire(match kind {
+            Kind::V1(algo) => RunningHash::v1(algo),
+            Kind::V2 => RunningHash::v2(),
+        })
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            #[cfg(feature = "openssl")]
+            Running::Sha256(h) => h.update(data),
+            #[cfg(feature = "openssl")]
+            Running::Sha384(h) => h.update(data),
+            #[cfg(feature = "openssl")]
+            Running::Sha512(h, _) => h.update(data),
+            #[cfg(not(feature = "openssl"))]
+            Running::Wire(h) => h.update(data),
+        }
+    }
+
+    fn finish(self) -> Result<HashValue, HashError> {
+        let v = match self {
+            #[cfg(feature = "openssl")]
+            Running::Sha256(h) => HashValue::from_slice(&h.finish()),
+            #[cfg(feature = "openssl")]
+            Running::Sha384(h) => HashValue::from_slice(&h.finish()),
+            #[cfg(feature = "openssl")]
+            Running::Sha512(h, truncate) => {
+                let d = h.finish();
+                HashValue::from_slice(if truncate { d.get(..32).unwrap_or(&[]) } else { &d })
+            }
+            #[cfg(not(feature = "openssl"))]
+            Running::Wire(h) => Some(h.finish()),
+        };
+        v.ok_or(HashError::Pccrc(PccrcError::Inconsistent("digest longer than 64 bytes")))
+    }
+}
+
+/// Hash of `data` in one call.
+fn digest(kind: Kind, data: &[u8]) -> Result<HashValue, HashError> {
+    let mut h = Running::new(kind);
+    h.update(data);
+    h.finish()
+}
+
+/// Work of one worker: the contiguous spans (blocks or segments) starting at `start`.
+struct Unit {
+    start: u64,
+    lens: Vec<u32>,
+}
+
+/// Cuts consecutive spans `(offset, length)` into units of about [`UNIT_BYTES`] each.
+fn units(spans: impl Iterator<Item = (u64, u32)>) -> Vec<Unit> {
+    let mut out = Vec::new();
+    let mut cur: Option<Unit> = None;
     let mut bytes = 0u64;
-    for seg in layout {
-        bytes += u64::from(seg.1);
-        cur.push(seg);
-        if bytes >= V2_UNIT_BYTES {
-            units.push(std::mem::take(&mut cur));
+    for (offset, len) in spans {
+        let unit = cur.get_or_insert_with(|| Unit { start: offset, lens: Vec::new() });
+        unit.lens.push(len);
+        bytes += u64::from(len);
+        if bytes >= UNIT_BYTES {
+            out.extend(cur.take());
             bytes = 0;
         }
     }
-    if !cur.is_empty() {
-        units.push(cur);
-    }
-    units
+    out.extend(cur);
+    out
+}
+
+/// The blocks of every segment of `layout`, in order: `(offset, length)`.
+fn blocks_of(layout: &[(u64, u32)], block_size: u32) -> impl Iterator<Item = (u64, u32)> + '_ {
+    layout.iter().flat_map(move |&(seg_off, seg_len)| {
+        (0..seg_len.div_ceil(block_size)).map(move |i| {
+            let within = i * block_size;
+            (seg_off + u64::from(within), block_size.min(seg_len - within))
+        })
+    })
 }
 
 fn build(
@@ -204,122 +314,109 @@ fn build(
         Spec::V1(params) => {
             let secret = server_secret_v1(params.algo, passphrase);
             let layout = segment_layout_v1(size, params)?;
-            let units: Vec<Unit> = layout.into_iter().map(|s| vec![s]).collect();
-            let hash = |unit: &Unit| -> Result<Vec<SegmentV1>, HashError> {
-                let mut out = Vec::with_capacity(unit.len());
-                let mut buf = vec![0u8; READ_CHUNK];
-                for &(offset, len) in unit {
-                    let mut h = SegmentHasherV1::new(params.algo, params.block_size, offset)?;
-                    feed(file, offset, len, &mut buf, control, |d| h.update(d))?;
-                    out.push(h.finish(&secret)?);
-                }
-                Ok(out)
-            };
-            let segs = run(&units, threads, hash)?;
+            // Units are runs of blocks, so the blocks of one segment spread over every core.
+            let work = units(blocks_of(&layout, params.block_size));
+            let mut hashes = run(&work, threads, Kind::V1(params.algo), file, control)?.into_iter();
+            let mut segs = Vec::with_capacity(layout.len());
+            for &(offset, len) in &layout {
+                let n = usize::try_from(len.div_ceil(params.block_size)).unwrap_or(usize::MAX);
+                let blocks: Vec<HashValue> = hashes.by_ref().take(n).collect();
+                segs.push(SegmentV1::from_block_hashes(params.algo, params.block_size, offset, len, blocks, &secret)?);
+            }
             let n = segs.len();
             Ok((ContentInfoV1::from_segments(params.algo, segs)?.encode(), n))
         }
         Spec::V2(segmentation) => {
             let secret = server_secret_v2(passphrase);
-            let units = units_v2(segmentation.layout(size)?);
-            let hash = |unit: &Unit| -> Result<Vec<SegmentV2>, HashError> {
-                let mut out = Vec::with_capacity(unit.len());
-                let Some(&(start, _)) = unit.first() else {
-                    return Ok(out);
-                };
-                let total: u64 = unit.iter().map(|s| u64::from(s.1)).sum();
-                let mut buf = vec![0u8; READ_CHUNK];
-                let mut segs = unit.iter();
-                let mut cur: Option<(SegmentHasherV2, u32)> = None;
-                // Reads span segment boundaries (segments are at most 128 KiB).
-                let mut step = |mut d: &[u8]| -> Result<(), PccrcError> {
-                    while !d.is_empty() {
-                        if cur.is_none() {
-                            let &(off, len) =
-                                segs.next().ok_or(PccrcError::Inconsistent("more bytes than segments"))?;
-                            cur = Some((SegmentHasherV2::new(off), len));
-                        }
-                        if let Some((h, len)) = cur.as_mut() {
-                            let room = usize::try_from(*len - h.len()).unwrap_or(usize::MAX);
-                            let (head, tail) = d.split_at(room.min(d.len()));
-                            h.update(head)?;
-                            d = tail;
-                            if h.len() == *len {
-                                if let Some((h, _)) = cur.take() {
-                                    out.push(h.finish(&secret)?);
-                                }
-                            }
-                        }
-                    }
-                    Ok(())
-                };
-                feed_range(file, start, total, &mut buf, control, &mut step)?;
-                Ok(out)
-            };
-            let segs = run(&units, threads, hash)?;
+            let layout = segmentation.layout(size)?;
+            let work = units(layout.iter().copied());
+            let hods = run(&work, threads, Kind::V2, file, control)?;
+            let segs = layout
+                .iter()
+                .zip(hods)
+                .map(|(&(offset, len), hod)| SegmentV2::from_hod(offset, len, hod, &secret))
+                .collect::<Result<Vec<_>, _>>()?;
             let n = segs.len();
             Ok((ContentInfoV2::from_segments(segs)?.encode(), n))
         }
     }
 }
 
-/// Hashes every unit (on a pool when `threads > 1`) and joins their segments in order.
-fn run<S: Send>(
-    units: &[Unit],
-    threads: usize,
-    hash: impl Fn(&Unit) -> Result<Vec<S>, HashError> + Sync,
-) -> Result<Vec<S>, HashError> {
-    let parts: Vec<Vec<S>> = if threads <= 1 || units.len() <= 1 {
-        units.iter().map(&hash).collect::<Result<_, _>>()?
+/// Hashes every unit (on a pool when `threads > 1`), one hash per span, joined in file order.
+fn run(units: &[Unit], threads: usize, kind: Kind, file: &File, control: Control<'_>) -> Result<Vec<HashValue>, HashError> {
+    let hash = |buf: &mut Vec<u8>, unit: &Unit| hash_spans(file, unit, kind, buf, control);
+    let new_buf = || vec![0u8; READ_CHUNK];
+    let parts: Vec<Vec<HashValue>> = if threads <= 1 || units.len() <= 1 {
+        let mut buf = new_buf();
+        units.iter().map(|u| hash(&mut buf, u)).collect::<Result<_, _>>()?
     } else {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.min(units.len()))
             .thread_name(|i| format!("bootgate-hash-{i}"))
             .build()
             .map_err(|e| HashError::Pool(e.to_string()))?;
-        pool.install(|| units.par_iter().map(&hash).collect::<Result<_, _>>())?
+        pool.install(|| units.par_iter().map_init(new_buf, hash).collect::<Result<_, _>>())?
     };
     Ok(parts.into_iter().flatten().collect())
 }
 
-fn feed(
-    file: &File,
-    offset: u64,
-    len: u32,
-    buf: &mut [u8],
-    control: Control<'_>,
-    mut sink: impl FnMut(&[u8]) -> Result<(), PccrcError>,
-) -> Result<(), HashError> {
-    feed_range(file, offset, u64::from(len), buf, control, &mut sink)
+/// Hashes the spans of `unit` straight from `buf`: as many whole spans as fit are read with one
+/// `pread` and hashed in place; a span longer than `buf` is hashed piece by piece.
+fn hash_spans(file: &File, unit: &Unit, kind: Kind, buf: &mut [u8], control: Control<'_>) -> Result<Vec<HashValue>, HashError> {
+    let mut out = Vec::with_capacity(unit.lens.len());
+    let mut pos = unit.start;
+    let mut rest: &[u32] = &unit.lens;
+    let cap = buf.len();
+    let as_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    while let Some(&first) = rest.first() {
+        control.check()?;
+        if as_usize(first) > cap {
+            let mut h = Running::new(kind);
+            let mut left = as_usize(first);
+            while left > 0 {
+                control.check()?;
+                let piece = buf.get_mut(..left.min(cap)).ok_or(HashError::Changed)?;
+                read_exact_at(file, piece, pos)?;
+                h.update(piece);
+                control.advance(piece.len());
+                pos += piece.len() as u64;
+                left -= piece.len();
+            }
+            out.push(h.finish()?);
+            rest = rest.get(1..).unwrap_or(&[]);
+            continue;
+        }
+        let mut count = 0;
+        let mut total = 0usize;
+        for &len in rest {
+            if total + as_usize(len) > cap {
+                break;
+            }
+            total += as_usize(len);
+            count += 1;
+        }
+        let filled = buf.get_mut(..total).ok_or(HashError::Changed)?;
+        read_exact_at(file, filled, pos)?;
+        let mut data: &[u8] = filled;
+        for &len in rest.get(..count).unwrap_or(&[]) {
+            let (span, tail) = data.split_at(as_usize(len).min(data.len()));
+            out.push(digest(kind, span)?);
+            data = tail;
+        }
+        control.advance(total);
+        pos += total as u64;
+        rest = rest.get(count..).unwrap_or(&[]);
+    }
+    Ok(out)
 }
 
-/// Reads `len` bytes at `offset` in `buf`-sized pieces and hands each to `sink`.
-fn feed_range(
-    file: &File,
-    offset: u64,
-    len: u64,
-    buf: &mut [u8],
-    control: Control<'_>,
-    sink: &mut dyn FnMut(&[u8]) -> Result<(), PccrcError>,
-) -> Result<(), HashError> {
-    let mut pos = offset;
-    let end = offset + len;
-    while pos < end {
-        control.check()?;
-        let want = usize::try_from(end - pos).unwrap_or(usize::MAX).min(buf.len());
-        let piece = buf.get_mut(..want).ok_or(HashError::Changed)?;
-        let n = match file.read_at(piece, pos) {
-            Ok(0) => return Err(HashError::Changed),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let got = piece.get(..n).ok_or(HashError::Changed)?;
-        sink(got)?;
-        control.advance(n);
-        pos += u64::try_from(n).unwrap_or(u64::MAX);
+/// Fills `buf` from `offset`; a file that ends first has changed.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), HashError> {
+    match file.read_exact_at(buf, offset) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(HashError::Changed),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// Server secrets of a passphrase: `(Ks of version 1.0 with algo, Ks of version 2.0)`.
@@ -387,6 +484,38 @@ mod tests {
             }
             std::fs::remove_file(&path).unwrap();
         }
+    }
+
+    #[test]
+    fn v1_segments_split_over_units_and_blocks_larger_than_the_buffer() {
+        // 5 MiB + 3 in 4 MiB segments: the first segment's blocks span two work units (hashed by
+        // different workers) and the file is not a whole number of blocks.
+        let data = content(5 * 1024 * 1024 + 3, 5);
+        let (path, _f) = temp_file(&data);
+        let cases = [
+            V1Params { algo: HashAlgo::Sha256, segment_size: 4 << 20, block_size: 64 << 10 },
+            V1Params { algo: HashAlgo::Sha512, segment_size: 4 << 20, block_size: 64 << 10 },
+            // blocks of 512 KiB: longer than READ_CHUNK, hashed piece by piece
+            V1Params { algo: HashAlgo::Sha384, segment_size: 2 << 20, block_size: 512 << 10 },
+            V1Params::default(),
+        ];
+        for params in cases {
+            let want = content_info_v1(&data, &params, &server_secret_v1(params.algo, PASS)).unwrap().encode();
+            for threads in [1, 2, 4] {
+                let progress = AtomicU64::new(0);
+                let control = Control { progress: Some(&progress), cancel: None };
+                let got = content_information_file(&path, &Spec::V1(params), PASS, threads, control).unwrap();
+                assert_eq!(got.blob, want, "{params:?} threads {threads}");
+                assert_eq!(progress.load(Ordering::Relaxed), data.len() as u64);
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn backend_is_named() {
+        let name = backend();
+        assert!(name.contains("libcrypto") || name.contains("sha2"), "{name}");
     }
 
     #[test]

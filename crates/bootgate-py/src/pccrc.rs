@@ -259,6 +259,12 @@ fn hash_threads() -> usize {
     hashing::effective_threads(0)
 }
 
+/// Which hash implementation content bytes go through (e.g. "libcrypto (OpenSSL 3.0.x ...)").
+#[pyfunction]
+fn hash_backend() -> String {
+    hashing::backend()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHashProgress>()?;
     m.add_function(wrap_pyfunction!(content_information, m)?)?;
@@ -266,5 +272,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_content_information, m)?)?;
     m.add_function(wrap_pyfunction!(server_secrets, m)?)?;
     m.add_function(wrap_pyfunction!(hash_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_backend, m)?)?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use bootgate_wire::pccrc::{
     content_info_v1, content_info_v2, content_information, hash_segment_v1, hash_segment_v2,
     segment_layout_v1, server_secret_v1, server_secret_v2, ContentInfo, ContentInfoV1,
     ContentInfoV1Builder, ContentInfoV2, ContentInfoV2Builder, HashAlgo, HashValue, PccrcError,
+    RunningHash, SegmentV1, SegmentV2,
     V1Params, V2Segmentation, Version, V1_BLOCK_SIZE, V1_SEGMENT_SIZE, V2_DEFAULT_SEGMENT_SIZE,
     V2_MAX_SEGMENT_SIZE,
 };
@@ -613,4 +614,48 @@ fn hash_value_basics() {
     assert_eq!(HashAlgo::from_code(0x800D), Some(HashAlgo::Sha384));
     assert_eq!(HashAlgo::from_code(0x800B), None);
     assert_eq!(HashAlgo::Sha512.code(), 0x800E);
+}
+
+#[test]
+fn segments_from_external_hashes_equal_hashed_segments() {
+    let data = content(3 * 4096 + 100, 11);
+    for algo in [HashAlgo::Sha256, HashAlgo::Sha384, HashAlgo::Sha512] {
+        let params = V1Params { algo, segment_size: 4 * 4096, block_size: 4096 };
+        let ks = server_secret_v1(algo, b"pass");
+        let want = hash_segment_v1(&params, &ks, 0, &data).unwrap();
+        let blocks: Vec<HashValue> = data
+            .chunks(4096)
+            .map(|b| {
+                let mut h = RunningHash::v1(algo);
+                h.update(b);
+                h.finish()
+            })
+            .collect();
+        let len = u32::try_from(data.len()).unwrap();
+        let got = SegmentV1::from_block_hashes(algo, 4096, 0, len, blocks.clone(), &ks).unwrap();
+        assert_eq!(got, want);
+        // one hash missing, one of the wrong algorithm, empty segment: errors, no panic
+        let short = blocks.get(..3).unwrap().to_vec();
+        assert!(SegmentV1::from_block_hashes(algo, 4096, 0, len, short, &ks).is_err());
+        let mut wrong = blocks.clone();
+        wrong[0] = hv(&[0u8; 20]);
+        assert!(SegmentV1::from_block_hashes(algo, 4096, 0, len, wrong, &ks).is_err());
+        assert!(SegmentV1::from_block_hashes(algo, 4096, 0, 0, vec![], &ks).is_err());
+        assert!(SegmentV1::from_block_hashes(algo, 0, 0, len, blocks, &ks).is_err());
+    }
+    let ks = server_secret_v2(b"pass");
+    for len in [1usize, 100, 65536, 131072] {
+        let d = content(len, len as u64);
+        let want = hash_segment_v2(&ks, 4096, &d).unwrap();
+        let mut h = RunningHash::v2();
+        h.update(&d);
+        let hod = h.finish();
+        assert_eq!(hod.len(), 32);
+        let got = SegmentV2::from_hod(4096, u32::try_from(len).unwrap(), hod, &ks).unwrap();
+        assert_eq!(got, want);
+    }
+    let hod = hv(&[1u8; 32]);
+    assert!(SegmentV2::from_hod(0, 0, hod, &ks).is_err());
+    assert!(SegmentV2::from_hod(0, 131073, hod, &ks).is_err());
+    assert!(SegmentV2::from_hod(0, 10, hv(&[1u8; 64]), &ks).is_err());
 }

@@ -496,6 +496,35 @@ impl Hasher {
     }
 }
 
+/// A running hash of the function a Content Information version uses for its content hashes
+/// (version 1.0 block hashes with the structure's algorithm, version 2.0 HoD as truncated
+/// SHA-512), on this crate's built-in backend; for hashing content elsewhere and joining the
+/// results with [`SegmentV1::from_block_hashes`] / [`SegmentV2::from_hod`].
+#[derive(Clone, Debug)]
+pub struct RunningHash(Hasher);
+
+impl RunningHash {
+    /// A version 1.0 block hash with `algo`.
+    pub fn v1(algo: HashAlgo) -> Self {
+        RunningHash(algo.alg().hasher())
+    }
+
+    /// A version 2.0 segment hash (truncated SHA-512, 32 bytes).
+    pub fn v2() -> Self {
+        RunningHash(Alg::TruncSha512.hasher())
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The hash of everything fed.
+    pub fn finish(self) -> HashValue {
+        self.0.finish()
+    }
+}
+
 /// A checked little/big-endian reader over a byte slice.
 pub(crate) struct Reader<'a> {
     rest: &'a [u8],

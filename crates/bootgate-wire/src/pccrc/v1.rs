@@ -76,6 +76,47 @@ pub struct SegmentV1 {
 }
 
 impl SegmentV1 {
+    /// A segment record from block hashes computed elsewhere (e.g. by a faster hash backend):
+    /// checks that there is one hash of `algo`'s length per block of `length` bytes cut into
+    /// `block_size` blocks, then derives HoD and the segment secret from `server_secret` (`Ks`).
+    pub fn from_block_hashes(
+        algo: HashAlgo,
+        block_size: u32,
+        offset: u64,
+        length: u32,
+        block_hashes: Vec<HashValue>,
+        server_secret: &HashValue,
+    ) -> Result<Self, PccrcError> {
+        if block_size == 0 || length == 0 {
+            return Err(PccrcError::BadParams(
+                "a segment and its blocks cannot be empty",
+            ));
+        }
+        if u64::try_from(block_hashes.len()).ok() != Some(blocks_in(length, block_size)) {
+            return Err(PccrcError::Inconsistent(
+                "block hash count differs from the segment's block count",
+            ));
+        }
+        if block_hashes.iter().any(|h| h.len() != algo.digest_len()) {
+            return Err(PccrcError::Inconsistent(
+                "block hash length differs from the hash algorithm's",
+            ));
+        }
+        let hod = hod_of(algo, &block_hashes);
+        let secret = algo
+            .alg()
+            .segment_secret(server_secret.as_bytes(), &hod);
+        Ok(SegmentV1 {
+            algo,
+            offset,
+            length,
+            block_size,
+            hod,
+            secret,
+            block_hashes,
+        })
+    }
+
     /// Hash algorithm of every hash in this segment.
     pub fn algo(&self) -> HashAlgo {
         self.algo

@@ -108,6 +108,34 @@ pub struct SegmentV2 {
 }
 
 impl SegmentV2 {
+    /// A segment record from its HoD (truncated SHA-512 of the segment's bytes) computed
+    /// elsewhere (e.g. by a faster hash backend): checks the length (1..=[`V2_MAX_SEGMENT_SIZE`])
+    /// and the HoD's size, then derives the segment secret from `server_secret` (`Ks`).
+    pub fn from_hod(
+        offset: u64,
+        length: u32,
+        hod: HashValue,
+        server_secret: &HashValue,
+    ) -> Result<Self, PccrcError> {
+        if !(1..=V2_MAX_SEGMENT_SIZE).contains(&length) {
+            return Err(PccrcError::BadParams(
+                "version 2.0 segment lengths must be 1..=131072 bytes",
+            ));
+        }
+        if hod.len() != V2_HASH_LEN {
+            return Err(PccrcError::Inconsistent(
+                "version 2.0 HoD must be 32 bytes",
+            ));
+        }
+        let secret = Alg::TruncSha512.segment_secret(server_secret.as_bytes(), &hod);
+        Ok(SegmentV2 {
+            offset,
+            length,
+            hod,
+            secret,
+        })
+    }
+
     /// Where the segment starts in the content (from `ullStartInContent` and the lengths of the
     /// segments before it).
     pub fn offset(&self) -> u64 {
