@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .auth.settings import SECURITY_SCHEMA, SecuritySettings, build_security_settings
+
 __all__ = [
     "BOOT_TABLE_KEYS",
     "BootSettings",
@@ -192,6 +194,8 @@ class Settings:
     # Where the settings came from ("bootgate.toml", or "(defaults)").
     source: str
     branchcache: BranchCacheSettings = field(default_factory=_default_branchcache)
+    # [auth], [ldap], [mab] (python/bootgate/auth/settings.py)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def public_host(self) -> str:
@@ -293,6 +297,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
                                'iPXE\'s peerhost, e.g. "10.1.0.0/16=10.1.0.5:8050, 10.2.0.0/16=10.2.0.5:8050"'),
     },
 }
+
+_SCHEMA.update(SECURITY_SCHEMA)  # [auth], [ldap], [mab]: python/bootgate/auth/settings.py
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 
@@ -734,6 +740,8 @@ def load_settings(
         scan_interval=bc["scan_interval"], peerhosts=tuple(bc_peerhosts),
     )
 
+    security = build_security_settings(values, fail)
+
     # 4. resolved defaults
     data = Path(server["data_dir"]).expanduser()
     if ("server", "data_dir") not in explicit and not _writable_dir(data):
@@ -781,6 +789,7 @@ def load_settings(
         content=ContentSettings(root=path_or(values["content"]["root"], data / "content")),
         source=name,
         branchcache=branchcache,
+        security=security,
     )
 
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from . import api, boot, content, manage, peer
+from . import api, boot, content, login, manage, peer
 from .deps import AppState, Deps
 
 __all__ = ["AppState", "Deps", "create_app"]
@@ -65,9 +65,11 @@ def create_app(settings: Settings, deps: Deps) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.branchcache.enabled:
             content.branchcache_service_start(app, settings, deps)  # PeerDist: passphrase, background hashing
+        login.security_start(app, settings)  # certificate expiry warning, MAB expiry sweep
         try:
             yield
         finally:
+            await login.security_stop(app)
             await content.branchcache_service_stop(app)
             await deps.recorder.flush()
 
@@ -85,10 +87,12 @@ def create_app(settings: Settings, deps: Deps) -> Starlette:
         Route("/api/v1/boots", api.list_boots, methods=["GET"]),
         Route("/api/v1/events", api.list_events, methods=["GET"]),
         *manage.routes(),
+        *login.routes(),  # iPXE login (401 challenge), FreeRADIUS rlm_rest MAB route, MAB exceptions API
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.bootgate = AppState(settings=settings, deps=deps)
+    login.security_install(app, settings)  # app.state.security: login, boot tokens, MAB ([auth]/[ldap]/[mab])
     app.add_middleware(RequestMetrics)
     return app

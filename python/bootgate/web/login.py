@@ -17,6 +17,7 @@ The flow (stock iPXE has ``login`` but no ``params``, so credentials travel as H
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -24,6 +25,7 @@ import hmac
 import logging
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -31,9 +33,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..auth.service import SecurityService
+from ..config import Settings
 from ..auth.tokens import BootToken, TokenError, normalize_mac
 
-__all__ = ["check_boot_token", "login_script", "query_hash", "routes", "security_of"]
+__all__ = ["check_boot_token", "login_script", "plain_http_refused", "query_hash", "routes", "security_of",
+           "security_install", "security_start", "security_stop"]
 
 log = logging.getLogger("bootgate.web.login")
 
@@ -206,17 +210,8 @@ async def mab_authorize(request: Request) -> Response:
                          "reply:Reply-Message": "bootgate imaging exception"})
 
 
-def _admin_ok(request: Request) -> bool:
-    st = getattr(request.app.state, "bootgate", None)
-    want = getattr(getattr(st, "deps", None), "admin_token", "")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return bool(want) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), want.encode())
-
-
 async def mab_list(request: Request) -> Response:
-    if not _admin_ok(request):
-        return JSONResponse({"error": "admin token required"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+    """MAB exceptions in place and the last NAC calls, newest first (read-only role)."""
     sec = security_of(request)
     if sec is None or sec.mab is None:
         return JSONResponse({"exceptions": [], "history": [], "configured": False})
@@ -228,9 +223,7 @@ async def mab_list(request: Request) -> Response:
 
 
 async def mab_revoke(request: Request) -> Response:
-    if not _admin_ok(request):
-        return JSONResponse({"error": "admin token required"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+    """Revoke a MAB exception and ask the switch to re-authenticate the port (operator role)."""
     sec = security_of(request)
     if sec is None or sec.mab is None:
         return JSONResponse({"error": "MAB exceptions are not configured"}, status_code=404)
@@ -243,10 +236,71 @@ async def mab_revoke(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
+    from .api import require  # noqa: PLC0415 - the foundation's bearer-token roles
+
+    listed = require("read-only")(mab_list)
+    listed.__doc__ = mab_list.__doc__
+    revoke = require("operator")(mab_revoke)
+    revoke.__doc__ = mab_revoke.__doc__
     return [
         Route("/login.ipxe", login_ipxe, methods=["GET"]),
         Route("/login/auth", login_auth, methods=["GET"]),
         Route("/api/v1/mab/authorize", mab_authorize, methods=["GET", "POST"]),
-        Route("/api/v1/mab/exceptions", mab_list, methods=["GET"]),
-        Route("/api/v1/mab/exceptions/{mac}", mab_revoke, methods=["DELETE"]),
+        Route("/api/v1/mab/exceptions", listed, methods=["GET"]),
+        Route("/api/v1/mab/exceptions/{mac}", revoke, methods=["DELETE"]),
     ]
+
+
+# -- composition (called from create_app's lifespan) ---------------------------------------------------------
+def security_install(app: Any, settings: Settings) -> None:
+    """Called by create_app: builds the SecurityService from settings.security onto app.state.security and
+    registers the TLS expiry metric on the app's registry."""
+    from ..auth.service import build_security  # noqa: PLC0415
+    from ..auth.tlsmon import TlsExpiryCollector  # noqa: PLC0415
+
+    if getattr(app.state, "security", None) is None:
+        app.state.security = build_security(settings.security, settings.server.data_dir)
+    st = getattr(app.state, "bootgate", None)
+    registry = getattr(getattr(getattr(st, "deps", None), "metrics", None), "registry", None)
+    if registry is not None and not getattr(registry, "_bootgate_tls_expiry", False):
+        registry.register(TlsExpiryCollector([settings.tls.cert, settings.tls.ca_cert]))
+        registry._bootgate_tls_expiry = True
+
+
+def security_start(app: Any, settings: Settings) -> None:
+    """Called from the lifespan: warns about expiring certificates, starts the MAB expiry sweep."""
+    from ..auth.tlsmon import warn_expiring  # noqa: PLC0415
+
+    warn_expiring([settings.tls.cert, settings.tls.ca_cert])
+    sec = security_of_app(app)
+    if sec is not None and sec.mab is not None:
+        app.state.security_tasks = [asyncio.get_running_loop().create_task(sec.mab.expiry_loop())]
+
+
+async def security_stop(app: Any) -> None:
+    for task in getattr(app.state, "security_tasks", []):
+        task.cancel()
+    sec = security_of_app(app)
+    if sec is not None and sec.mab is not None:
+        try:
+            await asyncio.wait_for(sec.mab.drain(), 5)
+        except TimeoutError:
+            log.warning("mab: background NAC calls still running at shutdown")
+
+
+def security_of_app(app: Any) -> SecurityService | None:
+    sec = getattr(app.state, "security", None)
+    return sec if isinstance(sec, SecurityService) else None
+
+
+def plain_http_refused(request: Request) -> Response | None:
+    """For the boot flow: None when this request may get a boot script, else the refusal to send.
+    HTTPS always may; plain HTTP only for clients named in [auth] http_script_clients."""
+    if request.url.scheme == "https":
+        return None
+    sec = security_of(request)
+    client = request.client.host if request.client else ""
+    if sec is not None and sec.http_script_allowed(client, request.query_params.get("mac", "")):
+        return None
+    return PlainTextResponse("#!ipxe\necho bootgate: boot scripts need HTTPS for this client; see docs/security.md\n"
+                             "exit 1\n", status_code=403)
