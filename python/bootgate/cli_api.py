@@ -155,6 +155,7 @@ def add_parsers(sub: Any, machines_sub: Any, with_config: Callable[[argparse.Arg
     s.add_argument("--window-end", type=float)
     s.add_argument("--repeat", action="store_true", help="not one-shot: offer again after success")
     s.add_argument("--require-approval", action="store_true")
+    s.add_argument("--require-login", action="store_true", help="login at the iPXE prompt before it runs")
     s.add_argument("--priority", type=int, default=0)
     for verb in ("enable", "disable", "delete"):
         add(ds, verb, f"{verb} a deployment").add_argument("deployment_id", type=int)
@@ -256,7 +257,8 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
                 "name": args.name, "collection": args.collection, "profile": profile,
                 "intent": "required" if args.required else "available", "countdown": args.countdown,
                 "window_start": args.window_start, "window_end": args.window_end, "one_shot": not args.repeat,
-                "require_approval": args.require_approval, "priority": args.priority}))
+                "require_approval": args.require_approval, "priority": args.priority,
+                "require_login": args.require_login}))
     elif cmd == "approvals":
         if sub == "list":
             _lines(c.pages("/api/v1/approvals"))

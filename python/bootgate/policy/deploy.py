@@ -52,6 +52,7 @@ class Collection:
     id: int
     name: str
     rules: tuple[Mapping[str, Any], ...] = ()
+    require_login: bool = False  # its deployments need a login at the iPXE prompt (issue 6)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Deployment:
     require_approval: bool = False
     enabled: bool = True
     priority: int = 0
+    require_login: bool = False  # a login at the iPXE prompt before it runs (issue 6)
 
 
 @dataclass(frozen=True)

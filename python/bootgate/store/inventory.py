@@ -72,19 +72,21 @@ def _deployment_dict(r: Any) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "collection_id": r.collection_id, "profile": orjson.loads(r.profile),
             "intent": r.intent, "countdown": r.countdown, "window_start": r.window_start,
             "window_end": r.window_end, "one_shot": bool(r.one_shot), "require_approval": bool(r.require_approval),
-            "enabled": bool(r.enabled), "priority": r.priority, "created": r.created}
+            "enabled": bool(r.enabled), "priority": r.priority, "created": r.created,
+            "require_login": bool(r.require_login)}
 
 
 def deployment_from_row(r: Any) -> Deployment:
     return Deployment(id=r.id, name=r.name, collection_id=r.collection_id,
                       profile=Profile.from_json(orjson.loads(r.profile)), intent=r.intent, countdown=r.countdown,
                       window_start=r.window_start, window_end=r.window_end, one_shot=bool(r.one_shot),
-                      require_approval=bool(r.require_approval), enabled=bool(r.enabled), priority=r.priority)
+                      require_approval=bool(r.require_approval), enabled=bool(r.enabled), priority=r.priority,
+                      require_login=bool(r.require_login))
 
 
 def _collection_dict(r: Any, members: Sequence[int] = ()) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "description": r.description, "rules": orjson.loads(r.rules),
-            "members": list(members), "created": r.created}
+            "members": list(members), "created": r.created, "require_login": bool(r.require_login)}
 
 
 def token_hash(token: str) -> str:
@@ -203,7 +205,7 @@ class InventoryMixin:
             return cached[1], cached[2]
         d, c = schema.deployments, schema.collections
         deps = [deployment_from_row(x) for x in (await conn.execute(select(d).where(d.c.enabled.is_(True)))).all()]
-        colls = {x.id: Collection(x.id, x.name, tuple(orjson.loads(x.rules))) for x in (await conn.execute(
+        colls = {x.id: Collection(x.id, x.name, tuple(orjson.loads(x.rules)), bool(x.require_login)) for x in (await conn.execute(
             select(c).where(c.c.id.in_({dd.collection_id for dd in deps})))).all()} if deps else {}
         self.__dict__["_deployment_cache"] = (now + self._DEPLOYMENT_CACHE_TTL, deps, colls)
         return deps, colls
@@ -353,15 +355,15 @@ class InventoryMixin:
 
     # ---- collections
 
-    async def create_collection(self, name: str, rules: list[dict[str, Any]], description: str, actor: str
-                                ) -> dict[str, Any]:
+    async def create_collection(self, name: str, rules: list[dict[str, Any]], description: str, actor: str,
+                                require_login: bool = False) -> dict[str, Any]:
         c = schema.collections
         now = time.time()
         self._invalidate()
         async with self.engine.begin() as conn:
             try:
                 res = await conn.execute(insert(c).values(name=name, rules=_j(rules), description=description,
-                                                          created=now).returning(c.c.id))
+                                                          created=now, require_login=require_login).returning(c.c.id))
             except IntegrityError:
                 raise Conflict(f"a collection named {name!r} exists") from None
             cid = int(res.scalar_one())

@@ -135,6 +135,7 @@ collections = Table(
     Column("description", Text, nullable=False, default=""),
     Column("rules", Text, nullable=False, default="[]"),
     Column("created", Float, nullable=False),
+    Column("require_login", Boolean, nullable=False, default=False),  # 0003: login at the iPXE prompt
 )
 
 collection_members = Table(
@@ -160,6 +161,7 @@ deployments = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("priority", Integer, nullable=False, default=0),
     Column("created", Float, nullable=False),
+    Column("require_login", Boolean, nullable=False, default=False),  # 0003: login at the iPXE prompt
 )
 
 deployment_runs = Table(

@@ -153,14 +153,16 @@ async def list_collections(request: Request) -> Response:
 
 async def create_collection(request: Request) -> Response:
     data = await _fields(request)
-    unknown = set(data) - {"name", "rules", "description"}
+    unknown = set(data) - {"name", "rules", "description", "require_login"}
     if unknown:
-        raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))} (known: name, rules, description)")
+        raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))} (known: name, rules, description, "
+                         "require_login)")
     desc = data.get("description", "")
     if not isinstance(desc, str) or len(desc) > 1024:
         raise BadRequest("description must be a string of at most 1024 characters")
     c = await state_of(request).deps.store.create_collection(
-        _name(data.get("name"), "name"), validate_rules(data.get("rules", [])), desc, _actor(request))
+        _name(data.get("name"), "name"), validate_rules(data.get("rules", [])), desc, _actor(request),
+        require_login=_bool(data, "require_login") if "require_login" in data else False)
     return OrjsonResponse(c, status_code=201)
 
 
@@ -178,8 +180,10 @@ async def patch_collection(request: Request) -> Response:
             values[k] = validate_rules(v)
         elif k == "description" and isinstance(v, str) and len(v) <= 1024:
             values[k] = v
+        elif k == "require_login":
+            values[k] = _bool(data, k)
         else:
-            raise BadRequest(f"cannot set {k!r} (known: name, rules, description)")
+            raise BadRequest(f"cannot set {k!r} (known: name, rules, description, require_login)")
     c = await state_of(request).deps.store.update_collection(int(request.path_params["id"]), _actor(request),
                                                              **values)
     return OrjsonResponse(c)
@@ -205,7 +209,7 @@ async def delete_member(request: Request) -> Response:
 # ---- deployments
 
 _DEPLOYMENT_KEYS = ("name", "collection", "profile", "intent", "countdown", "window_start", "window_end", "one_shot",
-                    "require_approval", "enabled", "priority")
+                    "require_approval", "enabled", "priority", "require_login")
 
 
 async def _deployment_values(request: Request, data: dict[str, Any], creating: bool) -> dict[str, Any]:
@@ -218,7 +222,7 @@ async def _deployment_values(request: Request, data: dict[str, Any], creating: b
             if k not in data:
                 raise BadRequest(f"{k} is required")
         data = {"intent": "available", "countdown": 10, "window_start": None, "window_end": None, "one_shot": True,
-                "require_approval": False, "enabled": True, "priority": 0, **data}
+                "require_approval": False, "enabled": True, "priority": 0, "require_login": False, **data}
     for k, v in data.items():
         if k == "name":
             out[k] = _name(v, "name")
@@ -453,9 +457,11 @@ API: tuple[Api, ...] = (
     Api("/api/v1/shared-macs/{mac}", "PUT", put_shared_mac, "operator", "Mark a MAC shared"),
     Api("/api/v1/shared-macs/{mac}", "DELETE", delete_shared_mac, "operator", "Trust a MAC again"),
     Api("/api/v1/collections", "GET", list_collections, "read-only", "Collections"),
-    Api("/api/v1/collections", "POST", create_collection, "operator", "Create a collection {name, rules}"),
+    Api("/api/v1/collections", "POST", create_collection, "operator",
+        "Create a collection {name, rules, description, require_login}"),
     Api(f"/api/v1/collections/{_I}", "GET", get_collection, "read-only", "One collection and its static members"),
-    Api(f"/api/v1/collections/{_I}", "PATCH", patch_collection, "operator", "Change name, rules, description"),
+    Api(f"/api/v1/collections/{_I}", "PATCH", patch_collection, "operator",
+        "Change name, rules, description, require_login"),
     Api(f"/api/v1/collections/{_I}", "DELETE", delete_collection, "operator", "Delete (no deployments left)"),
     Api(f"/api/v1/collections/{_I}/members/{{host_id:int}}", "PUT", put_member, "operator", "Add a static member"),
     Api(f"/api/v1/collections/{_I}/members/{{host_id:int}}", "DELETE", delete_member, "operator",
@@ -463,7 +469,7 @@ API: tuple[Api, ...] = (
     Api("/api/v1/deployments", "GET", list_deployments, "read-only", "Deployments"),
     Api("/api/v1/deployments", "POST", create_deployment, "operator",
         "Deploy a profile to a collection {name, collection, profile, intent, countdown, window_start, "
-        "window_end, one_shot, require_approval, enabled, priority}"),
+        "window_end, one_shot, require_approval, enabled, priority, require_login}"),
     Api(f"/api/v1/deployments/{_I}", "GET", get_deployment, "read-only", "One deployment"),
     Api(f"/api/v1/deployments/{_I}", "PATCH", patch_deployment, "operator", "Change a deployment"),
     Api(f"/api/v1/deployments/{_I}", "DELETE", delete_deployment, "operator", "Delete a deployment"),
