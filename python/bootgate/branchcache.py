@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     from .config import BranchCacheSettings
     from .metrics import Metrics
@@ -265,6 +267,7 @@ class SegmentRef:
     block_size: int
     blocks: int
     secret: bytes
+    version: int = 1
 
     def block_range(self, index: int) -> tuple[int, int] | None:
         """(start, end) of block `index` in the file, end exclusive; None if there is no such block."""
@@ -311,7 +314,7 @@ class ContentInfoCache:
         self._indexed.add(key)
         for s in info["segments"]:
             self._segments[s["id"]] = SegmentRef(fk.path, fk, s["offset"], s["length"], s["block_size"],
-                                                 len(s["block_hashes"]), s["secret"])
+                                                 len(s["block_hashes"]), s["secret"], info["version"])
 
     def segment(self, segment_id: bytes) -> SegmentRef | None:
         """The segment with this ID (HoHoDk) among the files hashed or loaded so far."""
@@ -465,7 +468,9 @@ class BranchCacheService:
     """What /content needs: the cache, the policy and the offered versions."""
 
     def __init__(self, cache: ContentInfoCache, policy: PeerPolicy, versions: tuple[int, ...],
-                 content_root: Path, scan_interval: int = 0, prebuild: bool = True) -> None:
+                 content_root: Path, scan_interval: int = 0, prebuild: bool = True,
+                 upstream: Upstream | None = None) -> None:
+        self.upstream = upstream
         self.cache = cache
         self.policy = policy
         self.versions = versions
@@ -482,7 +487,19 @@ class BranchCacheService:
         cache = ContentInfoCache(data_dir / "branchcache" / "ci", passphrase, specs_from_settings(bc),
                                  threads=bc.threads, metrics=metrics)
         policy = PeerPolicy(enabled=bc.enabled, subnets=bc.subnets, exclude=bc.exclude_subnets)
-        return cls(cache, policy, bc.versions, settings.content.root, bc.scan_interval, bc.prebuild)
+        upstream = None
+        if bc.upstream_url:
+            store = PeerStore(data_dir / "branchcache" / "peer", bc.peer_cache_mb * 2**20)
+            upstream = Upstream(bc.upstream_url, bc.upstream_ca, store, passphrase, metrics)
+        return cls(cache, policy, bc.versions, settings.content.root, bc.scan_interval, bc.prebuild, upstream)
+
+    def relative(self, path: str) -> str | None:
+        """`path` (a hashed file) relative to the content root, as /content serves it; None if outside."""
+        root = os.path.realpath(self.content_root)
+        full = os.path.realpath(path)
+        if full == root or os.path.commonpath([root, full]) != root:
+            return None
+        return Path(os.path.relpath(full, root)).as_posix()
 
     def start(self) -> None:
         """Starts the background scanner (builds for new/changed files) if prebuilding is on."""
@@ -528,6 +545,239 @@ class BranchCacheService:
         for v in allowed:
             self.cache.schedule(path, st, v)
         return "not_cached"
+
+
+# ------------------------------------------------------------------------------ branch peer upstream
+
+
+class FillError(Exception):
+    """A segment could not be fetched or verified (the message says why); `result` labels the metric."""
+
+    def __init__(self, message: str, result: str = "error") -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class PeerStore:
+    """Segments a branch peer fetched from its upstream: ``<dir>/<id hex>.seg`` (the segment's bytes) and
+    ``<id hex>.json`` (how to serve it), at most `max_bytes` in all; the least recently used go first."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.dir = Path(directory)
+        self.max_bytes = max_bytes
+        self._refs: collections.OrderedDict[bytes, SegmentRef] = collections.OrderedDict()
+        self.bytes = 0
+        self._load()
+
+    def _load(self) -> None:
+        found = []
+        for meta in self.dir.glob("*.json") if self.dir.is_dir() else ():
+            try:
+                seg_id = bytes.fromhex(meta.stem)
+                d = orjson.loads(meta.read_bytes())
+                seg = meta.with_suffix(".seg")
+                st = seg.stat()
+                if st.st_size != d["length"]:
+                    raise ValueError("size differs")
+                ref = SegmentRef(str(seg), FileKey.of(seg, st), 0, int(d["length"]), int(d["block_size"]),
+                                 int(d["blocks"]), bytes.fromhex(d["secret"]), int(d["version"]))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.info("dropping the peer cache entry %s: %s", meta.name, e)
+                self._remove(meta.stem)
+                continue
+            found.append((st.st_mtime_ns, seg_id, ref))
+        for _, seg_id, ref in sorted(found, key=lambda t: t[0]):
+            self._refs[seg_id] = ref
+            self.bytes += ref.length
+        self._evict()
+
+    def _remove(self, stem: str) -> None:
+        for suffix in (".seg", ".json"):
+            (self.dir / (stem + suffix)).unlink(missing_ok=True)
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._refs:
+            seg_id, ref = self._refs.popitem(last=False)
+            self.bytes -= ref.length
+            self._remove(seg_id.hex())
+
+    def get(self, segment_id: bytes) -> SegmentRef | None:
+        ref = self._refs.get(segment_id)
+        if ref is not None:
+            self._refs.move_to_end(segment_id)
+        return ref
+
+    def temp_path(self, segment_id: bytes) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.dir / f".{segment_id.hex()}.{os.getpid()}.tmp"
+
+    def add(self, segment_id: bytes, tmp: Path, seg: Mapping[str, Any], version: int) -> SegmentRef:
+        """Moves the verified bytes in `tmp` into the store as segment `segment_id`; returns its ref."""
+        stem = segment_id.hex()
+        target = self.dir / (stem + ".seg")
+        os.replace(tmp, target)
+        meta = {"length": seg["length"], "block_size": seg["block_size"], "blocks": len(seg["block_hashes"]),
+                "secret": seg["secret"].hex(), "version": version}
+        (self.dir / (stem + ".json")).write_bytes(orjson.dumps(meta))
+        ref = SegmentRef(str(target), FileKey.of(target, target.stat()), 0, seg["length"], seg["block_size"],
+                         len(seg["block_hashes"]), seg["secret"], version)
+        old = self._refs.pop(segment_id, None)
+        if old is not None:
+            self.bytes -= old.length
+        self._refs[segment_id] = ref
+        self.bytes += ref.length
+        self._evict()
+        return ref
+
+
+SEGMENT_LOOKUP_PATH = "/branchcache/v1/segments/"
+NOT_FOUND_RETRY = 10.0  # seconds a segment the upstream does not know is not asked for again
+
+
+class Upstream:
+    """A branch peer's source: the main bootgate at `base_url`. A segment ID that is not held is looked up
+    there (``GET <base>/branchcache/v1/segments/<id hex>`` -> the file's path under /content and its Content
+    Information), the segment's byte range is fetched from ``<base>/content/<path>``, every block is checked
+    against its hash, V1's HoD against the block hashes, the segment ID (HMAC(Kp, HoD + ...)) against the one
+    asked for and the segment secret against this server's passphrase (shared by the deployment); only then
+    is it stored. Concurrent requests for one segment share one fetch."""
+
+    def __init__(self, base_url: str, ca_file: str, store: PeerStore, passphrase: bytes,
+                 metrics: Metrics | None = None, timeout: float = 60.0) -> None:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(base_url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"[branchcache] upstream_url {base_url!r} is not an http(s) URL")
+        self.base_url = base_url.rstrip("/")
+        self.scheme, self.host, self.port = u.scheme, u.hostname, u.port
+        self.prefix = u.path.rstrip("/")
+        self.ca_file = ca_file
+        self.store = store
+        self.passphrase = passphrase
+        self.metrics = metrics
+        self.timeout = timeout
+        self._inflight: dict[bytes, asyncio.Task[SegmentRef | None]] = {}
+        self._unknown: dict[bytes, float] = {}
+        self.fills = 0
+
+    def _connection(self) -> Any:
+        import http.client
+        import ssl
+
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=os.path.expanduser(self.ca_file) if self.ca_file else None)
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=ctx)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def _count(self, result: str, nbytes: int = 0) -> None:
+        if self.metrics is not None:
+            self.metrics.peerdist_upstream_fills.labels(result).inc()
+            if nbytes:
+                self.metrics.peerdist_upstream_bytes.inc(nbytes)
+
+    async def segment(self, segment_id: bytes) -> SegmentRef | None:
+        """The stored segment, fetched from upstream first if needed; None if upstream cannot supply it."""
+        ref = self.store.get(segment_id)
+        if ref is not None:
+            return ref
+        if time.monotonic() < self._unknown.get(segment_id, 0.0):
+            return None
+        task = self._inflight.get(segment_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fill(segment_id))
+            self._inflight[segment_id] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(segment_id, None))
+        return await asyncio.shield(task)
+
+    async def _fill(self, segment_id: bytes) -> SegmentRef | None:
+        try:
+            ref = await asyncio.to_thread(self._fetch, segment_id)
+        except FillError as e:
+            log.warning("segment %s not filled from %s: %s", segment_id.hex()[:16], self.base_url, e)
+            self._count(e.result)
+            if len(self._unknown) > 4096:  # bounded: forget the expired ones
+                now = time.monotonic()
+                self._unknown = {k: t for k, t in self._unknown.items() if t > now}
+            self._unknown[segment_id] = time.monotonic() + NOT_FOUND_RETRY
+            return None
+        except (OSError, ValueError) as e:  # network, TLS, disk; HTTP protocol errors become FillError
+            log.warning("segment %s not filled from %s: %s", segment_id.hex()[:16], self.base_url, e)
+            self._count("error")
+            return None
+        self.fills += 1
+        self._count("ok", ref.length)
+        return ref
+
+    def _fetch(self, segment_id: bytes) -> SegmentRef:
+        """(worker thread) Looks the segment up, fetches and verifies its bytes, stores them."""
+        import base64
+        import hmac
+        import http.client
+        from urllib.parse import quote
+
+        try:
+            conn = self._connection()
+            try:
+                conn.request("GET", self.prefix + SEGMENT_LOOKUP_PATH + segment_id.hex())
+                r = conn.getresponse()
+                body = r.read(64 * 2**20)
+                if r.status == 404:
+                    raise FillError("the upstream does not know this segment", "not_found")
+                if r.status != 200:
+                    raise FillError(f"segment lookup answered {r.status}")
+                meta = orjson.loads(body)
+                blob = base64.b64decode(meta["content_information"])
+                version, rel = int(meta["version"]), str(meta["path"])
+            finally:
+                conn.close()
+            info = _native().parse_content_information(blob)
+            seg = next((s for s in info["segments"] if s["id"] == segment_id), None)
+            if seg is None or info["version"] != version:
+                raise FillError("the upstream's Content Information does not hold this segment", "bad_hash")
+            algo = "sha512" if version == 2 else info["hash_algo"]
+            if version == 1 and hashlib.new(algo, b"".join(seg["block_hashes"])).digest() != seg["hod"]:
+                raise FillError("HoD differs from the hash of the block hashes", "bad_hash")
+            ks = hashlib.new(algo, self.passphrase).digest()[:32 if version == 2 else None]
+            kp = hmac.new(ks, seg["hod"], algo).digest()[:32 if version == 2 else None]
+            if kp != seg["secret"]:
+                raise FillError("segment secret differs from HMAC(Ks, HoD) with this server's passphrase: set the "
+                                "main server's [branchcache] passphrase_hex here too", "bad_secret")
+            tmp = self.store.temp_path(segment_id)
+            try:
+                self._download(quote(rel), seg, algo, version, tmp)
+                return self.store.add(segment_id, tmp, seg, version)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except (http.client.HTTPException, KeyError, TypeError) as e:
+            raise FillError(f"bad answer from the upstream: {e!r}") from None
+
+    def _download(self, rel_url: str, seg: Mapping[str, Any], algo: str, version: int, tmp: Path) -> None:
+        start, length, bsize = seg["offset"], seg["length"], seg["block_size"]
+        conn = self._connection()
+        try:
+            conn.request("GET", f"{self.prefix}/content/{rel_url}",
+                         headers={"Range": f"bytes={start}-{start + length - 1}"})
+            r = conn.getresponse()
+            if r.status != 206 or not (r.getheader("Content-Range") or "").startswith(
+                    f"bytes {start}-{start + length - 1}/"):
+                raise FillError(f"range request answered {r.status} {r.getheader('Content-Range')!r}")
+            with open(tmp, "wb") as out:
+                for i, want in enumerate(seg["block_hashes"]):
+                    n = min(bsize, length - i * bsize)
+                    block = r.read(n)
+                    while len(block) < n:
+                        more = r.read(n - len(block))
+                        if not more:
+                            raise FillError("the upstream's answer ended early")
+                        block += more
+                    got = hashlib.new(algo, block).digest()[:32 if version == 2 else None]
+                    if got != want:
+                        raise FillError(f"block {i} does not match its hash (the file changed upstream?)",
+                                        "bad_hash")
+                    out.write(block)
+        finally:
+            conn.close()
 
 
 # ------------------------------------------------------------------------------------ bootgate hash

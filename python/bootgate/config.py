@@ -174,6 +174,9 @@ class BranchCacheSettings:
     scan_interval: int  # seconds between scans of the content root for new/changed files
     # (client network, "host[:port]" of a hosted-cache peer iPXE is told to use: `set peerhost`)
     peerhosts: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = ()
+    upstream_url: str = ""  # a branch peer: main server base URL it fills its segment cache from ("" = none)
+    upstream_ca: str = ""  # CA certificate (PEM) of the main server's HTTPS; "" = the system's CAs
+    peer_cache_mb: int = 10240  # segments fetched from upstream kept on disk (LRU), in MiB
 
 
 def _default_branchcache() -> BranchCacheSettings:
@@ -295,6 +298,11 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "scan_interval": (int, 60, "seconds between scans of the content root (0 = scan at start only)"),
         "peerhosts": (str, "", "per site: client network = hosted-cache peer (a branch bootgate, host:port) for "
                                'iPXE\'s peerhost, e.g. "10.1.0.0/16=10.1.0.5:8050, 10.2.0.0/16=10.2.0.5:8050"'),
+        "upstream_url": (str, "", "branch peer: main bootgate's base URL (https://main:8051) whose segments it fetches, "
+                                  "verifies and caches when iPXE asks for blocks it lacks; empty = none"),
+        "upstream_ca": (str, "", "CA certificate (PEM file) that signed upstream_url's HTTPS certificate (the main "
+                                 "server's <data_dir>/tls/ca.pem); empty = the system's CAs"),
+        "peer_cache_mb": (int, 10240, "MiB of fetched segments a branch peer keeps (least recently used go first)"),
     },
 }
 
@@ -733,11 +741,20 @@ def load_settings(
         raise fail("branchcache", "threads", f"is {bc['threads']}", "use 0 (every core) or a thread count")
     if bc["scan_interval"] < 0:
         raise fail("branchcache", "scan_interval", f"is {bc['scan_interval']}", "use 0 or a number of seconds")
+    if bc["upstream_url"] and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", bc["upstream_url"]):
+        raise fail("branchcache", "upstream_url", f"is {bc['upstream_url']!r}",
+                   'give the main server\'s base URL, e.g. "https://main.example:8051"')
+    if bc["upstream_ca"] and not Path(bc["upstream_ca"]).expanduser().is_file():
+        raise fail("branchcache", "upstream_ca", f"is {bc['upstream_ca']!r}, not a readable file",
+                   "copy the main server's <data_dir>/tls/ca.pem here and name it, or leave it empty")
+    if bc["peer_cache_mb"] < 1:
+        raise fail("branchcache", "peer_cache_mb", f"is {bc['peer_cache_mb']}", "use a size in MiB of 1 or more")
     branchcache = BranchCacheSettings(
         enabled=bc["enabled"], versions=tuple(bc_versions), passphrase_hex=bc["passphrase_hex"],
         subnets=bc_nets["subnets"], exclude_subnets=bc_nets["exclude_subnets"],
         v2_segment_size=bc["v2_segment_size"], threads=bc["threads"], prebuild=bc["prebuild"],
         scan_interval=bc["scan_interval"], peerhosts=tuple(bc_peerhosts),
+        upstream_url=bc["upstream_url"].rstrip("/"), upstream_ca=bc["upstream_ca"], peer_cache_mb=bc["peer_cache_mb"],
     )
 
     security = build_security_settings(values, fail)

@@ -28,11 +28,20 @@ def _metric_name(engine: str, counter: str) -> str:
     return f"bootgate_{engine}_{name}"
 
 
+def _labelled(counter: str) -> tuple[str, dict[str, str]]:
+    """`requests{type=discover,arch=bios}` -> ("requests", {"type": "discover", "arch": "bios"})."""
+    family, _, rest = counter.partition("{")
+    pairs = (p.partition("=") for p in rest.rstrip("}").split(",") if p)
+    return family, {_BAD.sub("_", k): v for k, _, v in pairs}
+
+
 class EngineCollector(Collector):
     """Reads `counters()` of each engine handle when scraped: `bootgate_<engine>_<counter>_total`,
     `bootgate_<engine>_<gauge>` for the values in GAUGES, and the `errors_<reason>` counters once
     more as one family `bootgate_<engine>_errors_total{reason="<reason>"}` (ERROR packets sent, by
-    reason: not_found, access, busy, option, illegal, internal, client_limit)."""
+    reason: not_found, access, busy, option, illegal, internal, client_limit). A counter named
+    `family{k=v,...}` is exported only as a sample of the labelled family `bootgate_<engine>_<family>_total`
+    (the DHCP engine's requests/replies/drops/relay_messages)."""
 
     def __init__(self, engines: Callable[[], Iterable[tuple[str, HasCounters]]]) -> None:
         self._engines = engines
@@ -45,7 +54,16 @@ class EngineCollector(Collector):
                 continue
             errors = CounterMetricFamily(f"bootgate_{engine}_errors", f"{engine} engine errors sent, by reason",
                                          labels=["reason"])
+            labelled: dict[str, CounterMetricFamily] = {}
             for counter, value in counters:
+                if "{" in counter:  # `family{k=v,k2=v2}` -> bootgate_<engine>_<family>_total{k="v",k2="v2"}
+                    family, labels = _labelled(counter)
+                    if family not in labelled:
+                        labelled[family] = CounterMetricFamily(_metric_name(engine, family),
+                                                               f"{engine} engine {family}, by {', '.join(labels)}",
+                                                               labels=list(labels))
+                    labelled[family].add_metric(list(labels.values()), float(value))
+                    continue
                 if counter in GAUGES:
                     gauge = GaugeMetricFamily(_metric_name(engine, counter), f"{engine} engine gauge {counter}")
                     gauge.add_metric([], float(value))
@@ -58,6 +76,7 @@ class EngineCollector(Collector):
                     errors.add_metric([counter[len("errors_"):]], float(value))
             if errors.samples:
                 yield errors
+            yield from labelled.values()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -104,4 +123,13 @@ class Metrics:
                                               ["result"], registry=r)
         self.peerdist_peer_bytes = Counter("bootgate_peerdist_peer_bytes",
                                            "Block bytes served to iPXE clients as a hosted-cache peer", registry=r)
+        self.peerdist_upstream_fills = Counter("bootgate_peerdist_upstream_fills",
+                                               "Segments a branch peer fetched from [branchcache] upstream_url, "
+                                               "by result (ok, not_found, bad_hash, error)", ["result"], registry=r)
+        self.peerdist_upstream_bytes = Counter("bootgate_peerdist_upstream_bytes",
+                                               "Verified segment bytes a branch peer fetched from its upstream",
+                                               registry=r)
+        self.peerdist_segment_lookups = Counter("bootgate_peerdist_segment_lookups",
+                                                "Segment lookups answered for branch peers, by result", ["result"],
+                                                registry=r)
         r.register(EngineCollector(engines))

@@ -283,3 +283,29 @@ def test_peerhosts_config_errors(tmp_path: Path, value: str) -> None:
 
     with pytest.raises(ConfigError, match="peerhosts"):
         settings_for(tmp_path, f'[branchcache]\npeerhosts = "{value}"\n')
+
+
+@pytest.mark.parametrize(("key", "value"), [("upstream_url", '"main.example:8051"'), ("upstream_url", '"ftp://x/"'),
+                                            ("upstream_ca", '"/nonexistent/ca.pem"'), ("peer_cache_mb", "0")])
+def test_upstream_config_errors(tmp_path: Path, key: str, value: str) -> None:
+    from bootgate.config import ConfigError
+    from tests.conftest import settings_for
+
+    with pytest.raises(ConfigError, match=key):
+        settings_for(tmp_path, f"[branchcache]\n{key} = {value}\n")
+
+
+def test_upstream_config_builds_a_branch_peer(tmp_path: Path) -> None:
+    from tests.conftest import settings_for
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked until used\n")
+    s = settings_for(tmp_path, f'[branchcache]\nupstream_url = "https://main.example:8051/"\nupstream_ca = "{ca}"\n'
+                               "peer_cache_mb = 5\n")
+    assert (s.branchcache.upstream_url, s.branchcache.upstream_ca) == ("https://main.example:8051", str(ca))
+    svc = bc.BranchCacheService.from_settings(s)
+    assert svc.upstream is not None and svc.upstream.store.max_bytes == 5 * 2**20
+    assert (svc.upstream.host, svc.upstream.port, svc.upstream.scheme) == ("main.example", 8051, "https")
+    (tmp_path / "p").mkdir()
+    plain = bc.BranchCacheService.from_settings(settings_for(tmp_path / "p", ""))
+    assert plain.upstream is None

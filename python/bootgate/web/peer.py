@@ -8,6 +8,13 @@ IDs match those of the main server): a MSG_BLK carrying the block encrypted with
 segment secret Kp (first 16 bytes), the IV after the data. A segment or block it does not hold gets a
 MSG_BLK with an empty block ("not found"), and iPXE falls back to the origin server.
 
+A bootgate at a branch ([branchcache] upstream_url = the main server, upstream_ca = its CA) also answers
+for segments it does not hold yet: it asks the main server where the segment lies (GET
+/branchcache/v1/segments/<id hex>, answered here by `segment_lookup` from the main server's own index:
+the file's path under /content and its Content Information), fetches that byte range, verifies every
+block hash, the HoD and the segment secret, stores the segment in a bounded LRU cache and answers
+(bootgate.branchcache.Upstream / PeerStore; concurrent requests for one segment share one fetch).
+
 Message layout (all big-endian; iPXE include/ipxe/pccrr.h, MS-PCCRR 2.2): response = u32 transport length
 (excluding itself) + header {version 1.0, type, length, algorithm} + segment {u32 digest size, ID, pad to
 4} + u32 index + u32 next + block {u32 length, data} + VRF {u32 length 0} + IV {u32 16, 16 bytes}.
@@ -15,6 +22,7 @@ Message layout (all big-endian; iPXE include/ipxe/pccrr.h, MS-PCCRR 2.2): respon
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import struct
@@ -23,7 +31,7 @@ from pathlib import Path
 
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import branchcache
@@ -129,7 +137,11 @@ async def retrieve(request: Request) -> Response:
     from .content import branchcache_service
 
     svc = branchcache_service(request)
-    ref = svc.cache.segment(req.segment_id) if svc is not None and svc.policy.allows(client_ip(request)) else None
+    ref = None
+    if svc is not None and svc.policy.allows(client_ip(request)):
+        ref = svc.cache.segment(req.segment_id)
+        if ref is None and svc.upstream is not None and req.ranges:  # a branch peer: fill from the main server
+            ref = await svc.upstream.segment(req.segment_id)
     first = req.ranges[0][0] if req.ranges else 0
     empty = Response(build_blk(req.segment_id, first, 0, b"", b"\0" * 16), media_type="application/octet-stream")
     if ref is None or not req.ranges or req.ranges[0][1] < 1:
@@ -156,5 +168,43 @@ async def retrieve(request: Request) -> Response:
     return Response(build_blk(req.segment_id, first, nxt, ciphertext, iv), media_type="application/octet-stream")
 
 
+async def segment_lookup(request: Request) -> Response:
+    """For branch peers ([branchcache] upstream_url pointing here): where the segment with this ID (HoHoDk,
+    hex) lies: {path (under /content), version, size, content_information (base64 of the file's whole
+    Content Information of that version)}; 404 if no hashed file holds it (or the file changed since).
+    Offered to the clients the [branchcache] policy allows (as the Content Information on /content is)."""
+    m = state_of(request).deps.metrics
+    from .content import branchcache_service
+
+    svc = branchcache_service(request)
+    if svc is None or not svc.policy.allows(client_ip(request)):
+        m.peerdist_segment_lookups.labels("denied").inc()
+        return JSONResponse({"error": "PeerDist is not offered to this client"}, status_code=403)
+    try:
+        seg_id = bytes.fromhex(request.path_params["segment"])
+        if not 1 <= len(seg_id) <= 64:
+            raise ValueError("length")
+    except ValueError:
+        m.peerdist_segment_lookups.labels("bad_request").inc()
+        return JSONResponse({"error": "the segment ID must be 1..64 bytes in hex"}, status_code=400)
+    ref = svc.cache.segment(seg_id)
+    blob, rel, size = None, None, 0
+    if ref is not None:
+        try:
+            st = await anyio.to_thread.run_sync(os.stat, ref.path)
+        except OSError:
+            st = None
+        if st is not None and branchcache.FileKey.of(Path(ref.path), st) == ref.file_key:
+            blob = svc.cache.lookup(Path(ref.path), st, ref.version)
+            rel, size = svc.relative(ref.path), st.st_size
+    if blob is None or rel is None:
+        m.peerdist_segment_lookups.labels("not_found").inc()
+        return JSONResponse({"error": "no current file holds this segment"}, status_code=404)
+    m.peerdist_segment_lookups.labels("ok").inc()
+    return JSONResponse({"path": rel, "version": ref.version if ref else 0, "size": size,
+                         "content_information": base64.b64encode(blob).decode("ascii")})
+
+
 def routes() -> list[Route]:
-    return [Route(MAGIC_PATH, retrieve, methods=["POST"])]
+    return [Route(MAGIC_PATH, retrieve, methods=["POST"]),
+            Route(branchcache.SEGMENT_LOOKUP_PATH + "{segment}", segment_lookup, methods=["GET"])]
