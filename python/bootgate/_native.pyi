@@ -68,6 +68,16 @@ class DhcpEngine:
     def local_ports(self) -> tuple[int, int]: ...
     def stop(self) -> None: ...
 
+class RaResponder:
+    """IPv6 router-advertisement responder (crates/bootgate-io/src/ra.rs): on `interface` only, answers
+    Router Solicitations with an RA of router lifetime 0 and no prefix (ends iPXE's IPv6 wait); one
+    unsolicited RA at start if `unsolicited`; multicast RAs at most every min_interval_ms. Needs
+    CAP_NET_RAW. Counters: received, solicitations, sent_multicast, sent_unicast, unicast_limited,
+    send_errors, invalid{reason=...}."""
+    def __init__(self, *, interface: str, unsolicited: bool = True, min_interval_ms: int = 3000) -> None: ...
+    def counters(self) -> list[tuple[str, int]]: ...
+    def stop(self) -> None: ...
+
 class TftpEngine:
     def __new__(
         cls,

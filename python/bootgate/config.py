@@ -99,6 +99,7 @@ class DhcpSettings:
     known_only: bool
     response_delay_ms: int
     ipxe_priority: int
+    ipv6_ra: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -254,6 +255,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "known_only": (bool, False, "answer only machines in the inventory (and mac_allow); refreshed every 30 s"),
         "response_delay_ms": (int, 0, "standby server: answer DHCP-port requests this much later (0 = primary)"),
         "ipxe_priority": (int, 0, "iPXE offer priority (175.1, -128..127; iPXE prefers the higher); 0 = not sent"),
+        "ipv6_ra": (bool, False, "answer IPv6 Router Solicitations on the interface with a 'no router' RA (lifetime "
+                    "0, no prefix): ends iPXE's IPv6 autoconfiguration wait"),
     },
     "boot": {
         "bios": (str, "undionly.kpxe", "boot program for arch 0 (BIOS)"),

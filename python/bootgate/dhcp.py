@@ -141,14 +141,34 @@ def event_record(e: dict[str, Any]) -> EventRecord:
                        detail=detail)
 
 
-class DhcpService:
-    """A running DHCP engine and the pump that records its events."""
+def start_ra(settings: Settings, factory: Callable[..., Any] | None = None) -> Any:
+    """The IPv6 "no router" RA responder on the [dhcp] interface when [dhcp] ipv6_ra is on, else None.
+    OSError names the key when it cannot start (it needs CAP_NET_RAW)."""
+    if not settings.dhcp.ipv6_ra:
+        return None
+    if factory is None:
+        from . import _native
+        factory = _native.RaResponder
+    try:
+        return factory(interface=settings.dhcp.interface, unsolicited=True)
+    except OSError as e:
+        raise OSError(e.errno, f"[dhcp] ipv6_ra: {e.strerror or e} (needs CAP_NET_RAW; or set ipv6_ra = false)") \
+            from None
 
-    def __init__(self, engine: EngineHandle, pump: EventPump, policy: DhcpPolicy) -> None:
+
+class DhcpService:
+    """A running DHCP engine, the pump that records its events, and the optional RA responder."""
+
+    def __init__(self, engine: EngineHandle, pump: EventPump, policy: DhcpPolicy, ra: Any = None) -> None:
         self.engine = engine
         self.pump = pump
         self.policy = policy
+        self.ra = ra
         self._refresh: asyncio.Task[None] | None = None
+
+    def handles(self) -> list[tuple[str, Any]]:
+        """(name, handle with counters()) for the metrics: `dhcp`, and `ra` when the responder runs."""
+        return [("dhcp", self.engine)] + ([("ra", self.ra)] if self.ra is not None else [])
 
     def set_known_machines(self, macs: list[str]) -> bool:
         """Swaps in a policy with this set of known MACs; returns False when nothing changed."""
@@ -181,7 +201,8 @@ class DhcpService:
     @classmethod
     def start(cls, settings: Settings, recorder: EventRecorder, loop: asyncio.AbstractEventLoop,
               metrics: Metrics | None = None,
-              factory: Callable[..., EngineHandle] | None = None) -> DhcpService:
+              factory: Callable[..., EngineHandle] | None = None,
+              ra_factory: Callable[..., Any] | None = None) -> DhcpService:
         policy = compile_policy(settings, ca_der(settings.tls.ca_cert))
         if settings.dhcp.trust_ca and not policy.ipxe_encap.startswith(bytes([TRUST_SUBOPTION])):
             log.warning("not sending 175.90: no bootgate CA certificate to pin",
@@ -197,17 +218,26 @@ class DhcpService:
         except Exception:
             engine.stop()
             raise
-        service = cls(engine, pump, policy)
+        try:
+            ra = start_ra(settings, ra_factory)
+        except Exception:
+            pump.stop()
+            raise
+        service = cls(engine, pump, policy, ra)
         if settings.dhcp.known_only:
             service.start_known_refresh(recorder.store, loop)
         log.info("DHCP engine started", extra={"kv": {
             "interface": settings.dhcp.interface, "server_ip": settings.dhcp.server_ip,
             "script_url": policy.script_url, "trust_ca": bool(policy.ipxe_encap), "known_only": policy.known_only,
-            "response_delay_ms": policy.response_delay_ms, "boot_table": policy.boot_table}})
+            "response_delay_ms": policy.response_delay_ms, "boot_table": policy.boot_table,
+            "ipv6_ra": ra is not None}})
         return service
 
     def stop(self) -> None:
         if self._refresh is not None:
             self._refresh.cancel()
             self._refresh = None
+        if self.ra is not None:
+            self.ra.stop()
+            self.ra = None
         self.pump.stop()

@@ -125,7 +125,7 @@ def start_engines(settings: Settings, recorder: EventRecorder, metrics: Metrics,
                     "check [dhcp] interface and server_ip (DHCP needs root), or set [dhcp] interface = \"\" "
                     "to turn DHCP off"
                 ) from None
-            engines.handles.append(("dhcp", engines.dhcp.engine))
+            engines.handles.extend(engines.dhcp.handles())
     except BaseException:
         engines.stop()
         raise

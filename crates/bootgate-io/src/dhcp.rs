@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,100 @@ pub const COUNTER_NAMES: &[&str] = &[
     "malformed_bad_option_length",
 ];
 
+/// Message types of the labelled `requests{type=..,arch=..}` counters, in index order (as the flat
+/// `requests_<type>` counters).
+const REQUEST_TYPES: [&str; 4] = ["discover", "request", "inform", "other"];
+/// Reply types of the labelled `replies{type=..,arch=..}` counters.
+const REPLY_TYPES: [&str; 2] = ["offer", "ack"];
+/// Architecture label values: the families in [`ArchFamily::ALL`] order, then `unknown` (a code no
+/// family covers) and `none` (no option 93).
+const ARCH_LABELS: usize = ArchFamily::COUNT + 2;
+/// Reasons of the labelled `drops{reason=..}` counters: requests read and not answered. The first
+/// ones mirror the `ignored_*` counters; `malformed_<reason>` the parse errors; `send_error` replies
+/// that could not be built or sent; `delay_queue_full` delayed replies dropped.
+const DROP_REASONS: [&str; 10] = [
+    "not_pxe",
+    "unknown_arch",
+    "no_boot_program",
+    "other_server",
+    "other_message",
+    "denied",
+    "not_allowed",
+    "unknown_machine",
+    "send_error",
+    "delay_queue_full",
+];
+/// Indices into [`DROP_REASONS`] used by name.
+const D_NOT_PXE: usize = 0;
+const D_SEND_ERROR: usize = 8;
+const D_DELAY_QUEUE_FULL: usize = 9;
+/// Directions of the labelled `relay_messages{direction=..}` counters.
+const RELAY_DIRECTIONS: [&str; 2] = ["received", "sent"];
+
+/// Labelled counters, exported by Python as labelled Prometheus families (a counter named
+/// `family{k=v,k2=v2}` becomes `bootgate_dhcp_<family>_total{k="v",k2="v2"}`):
+///
+/// - `requests{type=<discover|request|inform|other>,arch=<family|unknown|none>}`: PXE requests;
+/// - `replies{type=<offer|ack>,arch=..}`: proxy replies sent;
+/// - `drops{reason=..}`: datagrams read and not answered, by reason (see [`DROP_REASONS`];
+///   parse errors as `malformed_<reason>`);
+/// - `relay_messages{direction=<received|sent>}`: PXE requests from relays and replies to relays.
+///
+/// The flat counters of [`COUNTER_NAMES`] stay as they were; these come after them in
+/// `counters()`.
+pub fn labelled_counter_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let arch = |i: usize| match i {
+            i if i < ArchFamily::COUNT => ArchFamily::ALL[i].name(),
+            i if i == ArchFamily::COUNT => "unknown",
+            _ => "none",
+        };
+        let mut names: Vec<String> = Vec::new();
+        for t in REQUEST_TYPES {
+            names.extend((0..ARCH_LABELS).map(|a| format!("requests{{type={t},arch={}}}", arch(a))));
+        }
+        for t in REPLY_TYPES {
+            names.extend((0..ARCH_LABELS).map(|a| format!("replies{{type={t},arch={}}}", arch(a))));
+        }
+        names.extend(DROP_REASONS.iter().map(|r| format!("drops{{reason={r}}}")));
+        names.extend(MALFORMED_REASONS.iter().map(|r| format!("drops{{reason=malformed_{r}}}")));
+        names.extend(RELAY_DIRECTIONS.iter().map(|d| format!("relay_messages{{direction={d}}}")));
+        // Built once per process: leaking them gives the &'static names `Counters` keeps.
+        names.into_iter().map(|n| &*Box::leak(n.into_boxed_str())).collect()
+    })
+}
+
+/// Index of `requests{type=<REQUEST_TYPES[t]>,arch=<a>}` in [`labelled_counter_names`].
+fn l_request(t: usize, arch: usize) -> usize {
+    t * ARCH_LABELS + arch
+}
+/// Index of `replies{type=<REPLY_TYPES[t]>,arch=<a>}`.
+fn l_reply(t: usize, arch: usize) -> usize {
+    (REQUEST_TYPES.len() + t) * ARCH_LABELS + arch
+}
+/// Index of `drops{reason=<DROP_REASONS[r]>}`.
+fn l_drop(r: usize) -> usize {
+    (REQUEST_TYPES.len() + REPLY_TYPES.len()) * ARCH_LABELS + r
+}
+/// Index of `drops{reason=malformed_<MALFORMED_REASONS[r]>}`.
+fn l_malformed(r: usize) -> usize {
+    l_drop(DROP_REASONS.len()) + r
+}
+/// Index of `relay_messages{direction=<RELAY_DIRECTIONS[d]>}`.
+fn l_relay(d: usize) -> usize {
+    l_malformed(MALFORMED_REASONS.len()) + d
+}
+
+/// The `ARCH_LABELS` index of a request's architecture.
+fn arch_label(arch: Option<u16>) -> usize {
+    match arch.map(classify) {
+        None => ArchFamily::COUNT + 1,
+        Some(None) => ArchFamily::COUNT,
+        Some(Some(c)) => c.family.index(),
+    }
+}
+
 /// Index of `requests_arch_bios`; the families follow in [`ArchFamily::ALL`] order.
 const ARCH_BASE: usize = C::DelayedDropped as usize + 1;
 /// Index of the first `malformed_*` counter.
@@ -221,6 +315,7 @@ const DELAY_CAPACITY: usize = 16_384;
 #[derive(Debug)]
 struct Shared {
     counters: Counters,
+    labelled: Counters,
     events: EventQueue<DhcpEvent>,
     policy: RwLock<Arc<DhcpPolicy>>,
 }
@@ -232,6 +327,16 @@ impl Shared {
 
     fn inc_at(&self, index: usize) {
         self.counters.inc(index);
+    }
+
+    fn inc_labelled(&self, index: usize) {
+        self.labelled.inc(index);
+    }
+
+    /// A request dropped: the flat counter and `drops{reason=DROP_REASONS[r]}`.
+    fn drop_(&self, c: C, r: usize) {
+        self.inc(c);
+        self.inc_labelled(l_drop(r));
     }
 
     fn policy(&self) -> Arc<DhcpPolicy> {
@@ -270,6 +375,7 @@ impl DhcpEngine {
         stop_rx.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             counters: Counters::new(COUNTER_NAMES),
+            labelled: Counters::new(labelled_counter_names()),
             events: EventQueue::new(EVENT_CAPACITY)?,
             policy: RwLock::new(Arc::new(policy)),
         });
@@ -283,8 +389,11 @@ impl DhcpEngine {
         *self.shared.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
     }
 
+    /// The flat counters ([`COUNTER_NAMES`]), then the labelled ones ([`labelled_counter_names`]).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.shared.counters.snapshot()
+        let mut all = self.shared.counters.snapshot();
+        all.extend(self.shared.labelled.snapshot());
+        all
     }
 
     pub fn drain_events(&self, max: usize) -> Vec<DhcpEvent> {
@@ -373,6 +482,8 @@ struct Pending {
     http_boot: bool,
     default_arch: bool,
     to_relay: bool,
+    /// `ARCH_LABELS` index of the request's architecture.
+    arch: usize,
     bytes: Vec<u8>,
 }
 
@@ -432,16 +543,26 @@ impl Worker {
         while pending.front().is_some_and(|p| p.due <= now) {
             let Some(p) = pending.pop_front() else { break };
             let sent = self.dhcp.send_to(&p.bytes, p.dest).is_ok();
-            self.count_sent(sent, p.reply, p.http_boot, p.default_arch, p.to_relay);
+            self.count_sent(sent, p.reply, p.http_boot, p.default_arch, p.to_relay, p.arch);
         }
     }
 
-    fn count_sent(&self, sent: bool, reply: MessageType, http_boot: bool, default_arch: bool, to_relay: bool) {
+    fn count_sent(
+        &self,
+        sent: bool,
+        reply: MessageType,
+        http_boot: bool,
+        default_arch: bool,
+        to_relay: bool,
+        arch: usize,
+    ) {
         let shared = &self.shared;
         if !sent {
-            return shared.inc(C::SendErrors);
+            return shared.drop_(C::SendErrors, D_SEND_ERROR);
         }
-        shared.inc(if reply == MessageType::Offer { C::AnsweredOffer } else { C::AnsweredAck });
+        let offer = reply == MessageType::Offer;
+        shared.inc(if offer { C::AnsweredOffer } else { C::AnsweredAck });
+        shared.inc_labelled(l_reply(usize::from(!offer), arch));
         if http_boot {
             shared.inc(C::AnsweredHttpBoot);
         }
@@ -450,6 +571,7 @@ impl Worker {
         }
         if to_relay {
             shared.inc(C::RelayReplies);
+            shared.inc_labelled(l_relay(1));
         }
     }
 
@@ -475,17 +597,20 @@ impl Worker {
         self.shared.inc(C::DroppedMalformed);
         if let Some(i) = MALFORMED_REASONS.iter().position(|r| *r == e.reason()) {
             self.shared.inc_at(MALFORMED_BASE + i);
+            self.shared.inc_labelled(l_malformed(i));
         }
     }
 
     fn count_request(&self, req: &PxeRequest) {
         let shared = &self.shared;
-        shared.inc(match req.message_type {
-            MessageType::Discover => C::RequestsDiscover,
-            MessageType::Request => C::RequestsRequest,
-            MessageType::Inform => C::RequestsInform,
-            _ => C::RequestsOther,
-        });
+        let (c, t) = match req.message_type {
+            MessageType::Discover => (C::RequestsDiscover, 0),
+            MessageType::Request => (C::RequestsRequest, 1),
+            MessageType::Inform => (C::RequestsInform, 2),
+            _ => (C::RequestsOther, 3),
+        };
+        shared.inc(c);
+        shared.inc_labelled(l_request(t, arch_label(req.client_arch)));
         let class = req.client_arch.map(classify);
         match class {
             None => shared.inc(C::RequestsArchNone),
@@ -497,6 +622,7 @@ impl Worker {
         }
         if req.relay().is_some() {
             shared.inc(C::RelayRequests);
+            shared.inc_labelled(l_relay(0));
         }
         if req.relay_agent_info.is_some() {
             shared.inc(C::RelayOption82);
@@ -520,25 +646,25 @@ impl Worker {
         };
         if !req.is_pxe() {
             // Not a PXE client: no event (most DHCP traffic on 67 is this).
-            return shared.inc(C::IgnoredNotPxe);
+            return shared.drop_(C::IgnoredNotPxe, D_NOT_PXE);
         }
         self.count_request(&req);
         let policy = shared.policy();
         let mut delayed = false;
         let (answer, reason) = match decide(&req, &policy, port, self.settings.server_ip) {
             Decision::Ignore(why) => {
-                let (c, reason) = match why {
-                    Ignore::NotPxe => (C::IgnoredNotPxe, "not_pxe"),
-                    Ignore::UnknownArch(_) => (C::IgnoredUnknownArch, "unknown_arch"),
-                    Ignore::NoBootProgram(_) => (C::IgnoredNoBootProgram, "no_boot_program"),
-                    Ignore::OtherServer => (C::IgnoredOtherServer, "other_server"),
-                    Ignore::OtherMessage(_) => (C::IgnoredOtherMessage, "other_message"),
-                    Ignore::Denied => (C::IgnoredDenied, "denied"),
-                    Ignore::NotAllowed => (C::IgnoredNotAllowed, "not_allowed"),
-                    Ignore::UnknownMachine => (C::IgnoredUnknownMachine, "unknown_machine"),
+                let (c, r) = match why {
+                    Ignore::NotPxe => (C::IgnoredNotPxe, D_NOT_PXE),
+                    Ignore::UnknownArch(_) => (C::IgnoredUnknownArch, 1),
+                    Ignore::NoBootProgram(_) => (C::IgnoredNoBootProgram, 2),
+                    Ignore::OtherServer => (C::IgnoredOtherServer, 3),
+                    Ignore::OtherMessage(_) => (C::IgnoredOtherMessage, 4),
+                    Ignore::Denied => (C::IgnoredDenied, 5),
+                    Ignore::NotAllowed => (C::IgnoredNotAllowed, 6),
+                    Ignore::UnknownMachine => (C::IgnoredUnknownMachine, 7),
                 };
-                shared.inc(c);
-                (String::new(), reason)
+                shared.drop_(c, r);
+                (String::new(), DROP_REASONS[r])
             }
             Decision::Answer(a) => {
                 let reply = ProxyReply::new(&req, &a, self.settings.server_ip, &policy);
@@ -546,17 +672,18 @@ impl Worker {
                 let http_boot = a.client == ClientKind::HttpBoot;
                 let default_arch = matches!(a.target, BootTarget::DefaultProgram | BootTarget::DefaultUrl);
                 let to_relay = port == Port::Dhcp && req.relay().is_some();
+                let arch = arch_label(req.client_arch);
                 let delay = policy.response_delay_ms;
                 match reply.emit(out) {
                     Err(_) => {
-                        shared.inc(C::SendErrors);
+                        shared.drop_(C::SendErrors, D_SEND_ERROR);
                         (String::new(), "send_error")
                     }
                     Ok(n) if delay > 0 && port == Port::Dhcp => {
                         delayed = true;
                         shared.inc(C::RepliesDelayed);
                         if pending.len() >= DELAY_CAPACITY {
-                            shared.inc(C::DelayedDropped);
+                            shared.drop_(C::DelayedDropped, D_DELAY_QUEUE_FULL);
                         } else {
                             pending.push_back(Pending {
                                 due: Instant::now() + Duration::from_millis(u64::from(delay)),
@@ -565,6 +692,7 @@ impl Worker {
                                 http_boot,
                                 default_arch,
                                 to_relay,
+                                arch,
                                 bytes: out[..n].to_vec(),
                             });
                         }
@@ -572,7 +700,7 @@ impl Worker {
                     }
                     Ok(n) => {
                         let ok = sock.send_to(&out[..n], dest).is_ok();
-                        self.count_sent(ok, a.reply, http_boot, default_arch, to_relay);
+                        self.count_sent(ok, a.reply, http_boot, default_arch, to_relay, arch);
                         if ok {
                             (a.boot_file.to_owned(), "")
                         } else {
@@ -665,6 +793,16 @@ mod tests {
             assert_eq!(COUNTER_NAMES[MALFORMED_BASE + i], format!("malformed_{r}"));
         }
         assert_eq!(MALFORMED_BASE + MALFORMED_REASONS.len(), COUNTER_NAMES.len());
+        let labelled = labelled_counter_names();
+        assert_eq!(labelled[l_request(0, ArchFamily::EfiX64.index())], "requests{type=discover,arch=efi_x64}");
+        assert_eq!(labelled[l_request(3, ARCH_LABELS - 1)], "requests{type=other,arch=none}");
+        assert_eq!(labelled[l_reply(1, ArchFamily::COUNT)], "replies{type=ack,arch=unknown}");
+        assert_eq!(labelled[l_drop(D_NOT_PXE)], "drops{reason=not_pxe}");
+        assert_eq!(labelled[l_drop(D_SEND_ERROR)], "drops{reason=send_error}");
+        assert_eq!(labelled[l_drop(D_DELAY_QUEUE_FULL)], "drops{reason=delay_queue_full}");
+        assert_eq!(labelled[l_malformed(0)], "drops{reason=malformed_truncated}");
+        assert_eq!(labelled[l_relay(1)], "relay_messages{direction=sent}");
+        assert_eq!(l_relay(RELAY_DIRECTIONS.len()), labelled.len());
         let mut sorted = COUNTER_NAMES.to_vec();
         sorted.sort_unstable();
         sorted.dedup();

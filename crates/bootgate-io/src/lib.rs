@@ -9,6 +9,7 @@ pub mod counters;
 pub mod dhcp;
 pub mod events;
 pub mod hashing;
+pub mod ra;
 pub mod tftp;
 
 /// Seconds since the Unix epoch, as a float (the timestamp every event carries).

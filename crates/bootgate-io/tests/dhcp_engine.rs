@@ -206,7 +206,10 @@ fn fd_readable(fd: i32) -> bool {
 fn counter_names_are_stable() {
     let l = lab();
     let names: Vec<&str> = l.engine.counters().iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, COUNTER_NAMES);
+    let (flat, labelled) = names.split_at(COUNTER_NAMES.len());
+    assert_eq!(flat, COUNTER_NAMES);
+    assert_eq!(labelled, bootgate_io::dhcp::labelled_counter_names());
+    assert!(labelled.contains(&"requests{type=discover,arch=efi_x64}"));
     for required in [
         "received",
         "answered_offer",

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use bootgate_io::dhcp::{DhcpEngine as RsDhcp, DhcpEvent, DhcpPolicy, DhcpSettings};
+use bootgate_io::ra::{RaResponder as RsRa, RaSettings};
 use bootgate_wire::dhcp::{Access, BootTable, Ipv4Net, MacPattern, SubnetBoot};
 use bootgate_io::tftp::{TftpEngine as RsTftp, TftpEvent, TftpLimits, TftpSettings};
 use pyo3::prelude::*;
@@ -337,8 +338,41 @@ fn tftp_event<'py>(py: Python<'py>, e: &TftpEvent) -> PyResult<Bound<'py, PyDict
     Ok(d)
 }
 
+/// The IPv6 router-advertisement responder ("no router here"), on its own thread.
+#[derive(Debug)]
+#[pyclass(module = "bootgate._native", name = "RaResponder")]
+pub struct PyRaResponder {
+    inner: Option<RsRa>,
+}
+
+#[pymethods]
+impl PyRaResponder {
+    #[new]
+    #[pyo3(signature = (*, interface, unsolicited=true, min_interval_ms=3000))]
+    fn new(py: Python<'_>, interface: String, unsolicited: bool, min_interval_ms: u64) -> Result<Self> {
+        let settings = RaSettings {
+            interface,
+            unsolicited,
+            min_multicast_interval: std::time::Duration::from_millis(min_interval_ms),
+        };
+        Ok(Self { inner: Some(py.allow_threads(|| RsRa::start(settings))?) })
+    }
+
+    fn counters(&self) -> Result<Vec<(&'static str, u64)>> {
+        let ra = self.inner.as_ref().ok_or_else(|| Error::Value("the RA responder is stopped".into()))?;
+        Ok(ra.counters())
+    }
+
+    fn stop(&mut self, py: Python<'_>) {
+        if let Some(mut r) = self.inner.take() {
+            py.allow_threads(move || r.stop());
+        }
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDhcpEngine>()?;
+    m.add_class::<PyRaResponder>()?;
     m.add_class::<PyTftpEngine>()?;
     Ok(())
 }

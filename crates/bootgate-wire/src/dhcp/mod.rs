@@ -18,6 +18,7 @@ mod error;
 mod options;
 mod packet;
 mod policy;
+pub mod ra;
 mod reply;
 mod request;
 
