@@ -55,7 +55,8 @@ class AppEnv:
 
 @pytest.fixture
 async def app_env(tmp_path: Path) -> AsyncIterator[AppEnv]:
-    settings = settings_for(tmp_path, "[tftp]\nenabled = false\n")
+    # the client below fetches scripts over plain HTTP: named in [auth] http_script_clients (docs/security.md)
+    settings = settings_for(tmp_path, '[tftp]\nenabled = false\n[auth]\nhttp_script_clients = "198.18.0.10"\n')
     settings.content.root.mkdir(parents=True)
     store = await Store.open(settings.store.url)
     recorder = EventRecorder(store)

@@ -96,7 +96,19 @@ def _ldif() -> str:
     return "\n".join(out)
 
 
-def start(d: Path) -> Slapd:
+def _listening(port: int, netns: str | None) -> bool:
+    if netns is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+    probe = ["ip", "netns", "exec", netns, "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]
+    return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+
+
+def start(d: Path, netns: str | None = None) -> Slapd:
+    """slapd on 127.0.0.1 (inside network namespace `netns` when given: the e2e lab's server side)."""
     assert SLAPD and SLAPADD
     d.mkdir(parents=True, exist_ok=True)
     ca_pem, pem, key, _ = make_ca(d)
@@ -128,19 +140,17 @@ access to * by * read
     subprocess.run([SLAPADD, "-f", str(conf), "-l", str(ldif)], check=True, capture_output=True)
     ldap_port, ldaps_port = free_port(), free_port()
     log = open(d / "slapd.log", "wb")
-    proc = subprocess.Popen([SLAPD, "-d", "0", "-f", str(conf), "-h",
-                             f"ldap://127.0.0.1:{ldap_port}/ ldaps://127.0.0.1:{ldaps_port}/"],
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    proc = subprocess.Popen(prefix + [SLAPD, "-d", "0", "-f", str(conf), "-h",
+                                      f"ldap://127.0.0.1:{ldap_port}/ ldaps://127.0.0.1:{ldaps_port}/"],
                             stdout=log, stderr=subprocess.STDOUT)
     s = Slapd(d, ldap_port, ldaps_port, ca_pem, proc)
     deadline = time.monotonic() + 15
     while True:
-        try:
-            with socket.create_connection(("127.0.0.1", ldaps_port), timeout=0.5):
-                with socket.create_connection(("127.0.0.1", ldap_port), timeout=0.5):
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                s.stop()
-                raise RuntimeError("slapd did not start: " + (d / "slapd.log").read_text(errors="replace")[-2000:])
-            time.sleep(0.05)
+        if _listening(ldaps_port, netns) and _listening(ldap_port, netns):
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            s.stop()
+            raise RuntimeError("slapd did not start: " + (d / "slapd.log").read_text(errors="replace")[-2000:])
+        time.sleep(0.05)
     return s

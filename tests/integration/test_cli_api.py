@@ -30,6 +30,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
         https_port = 0
         [tftp]
         enabled = false
+        [auth]
+        http_script_clients = "127.0.0.1"
     """)
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)], stdout=log,

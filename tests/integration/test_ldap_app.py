@@ -84,7 +84,7 @@ def test_config_errors_name_the_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[ldap\] url .*start_tls"):
         settings_for(tmp_path, '[ldap]\nurl = "ldap://dc.example"\nstart_tls = false\nbase_dn = "dc=x"\n')
     with pytest.raises(ConfigError, match=r"bootgate.toml:\d+: \[mab\] backend"):
-        settings_for(tmp_path, '[mab]\nbackend = "nps"\n')
+        settings_for(tmp_path, '[mab]\nbackend = "radiator"\n')
     with pytest.raises(ConfigError, match="unknown key"):
         settings_for(tmp_path, '[auth]\ntoken_tll = 5\n')
     s = settings_for(tmp_path, "", env={"BOOTGATE_MAB_BACKEND": "freeradius", "BOOTGATE_AUTH_TOKEN_TTL": "900"})

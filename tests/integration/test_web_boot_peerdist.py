@@ -24,7 +24,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 @asynccontextmanager
 async def client_for(tmp_path: Path, body: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings_for(tmp_path, "[tftp]\nenabled = false\n" + body)
+    settings = settings_for(tmp_path, '[tftp]\nenabled = false\n[auth]\nhttp_script_clients = "198.18.0.0/15"\n' + body)
     settings.content.root.mkdir(parents=True)
     store = await Store.open(settings.store.url)
     recorder = EventRecorder(store)

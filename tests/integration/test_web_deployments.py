@@ -29,7 +29,7 @@ KERNEL = {"kind": "kernel", "kernel": "debian/vmlinuz", "initrds": ["debian/init
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def app_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AppEnv]:
     """The app on a real SQLite store and on a real PostgreSQL store."""
-    settings = settings_for(tmp_path, "[tftp]\nenabled = false\n")
+    settings = settings_for(tmp_path, '[tftp]\nenabled = false\n[auth]\nhttp_script_clients = "198.18.0.10"\n')
     settings.content.root.mkdir(parents=True)
     url = settings.store.url
     if request.param == "postgresql":

@@ -48,13 +48,36 @@ def test_full_config(tmp_path: Path) -> None:
     assert not svc.http_script_allowed("10.9.9.9", "52:54:00:aa:bb:cd")
 
 
+def test_http_script_clients_ips_subnets_macs_prefixes(tmp_path: Path) -> None:
+    names = "198.18.4.0/24, 10.0.0.5, 52-54-00, AABB.CCDD.EEFF"
+    s = build_security_settings(values(auth={"http_script_clients": names}), fail)
+    assert s.auth.http_script_clients == ("net:198.18.4.0/24", "net:10.0.0.5/32", "mac:52:54:00",
+                                          "mac:aa:bb:cc:dd:ee:ff")
+    svc = build_security(s, tmp_path)
+    assert svc.http_script_allowed("198.18.4.77") and svc.http_script_allowed("10.0.0.5")
+    assert not svc.http_script_allowed("198.18.5.1") and not svc.http_script_allowed("10.0.0.6")
+    assert svc.http_script_allowed("10.9.9.9", "52:54:00:12:34:56")
+    assert not svc.http_script_allowed("10.9.9.9", "52:54:01:12:34:56")
+    assert svc.http_script_allowed("10.9.9.9", "aa-bb-cc-dd-ee-ff")
+    assert not svc.http_script_allowed("10.9.9.9", "aa-bb-cc-dd-ee-fe")
+    assert not svc.http_script_allowed("10.9.9.9", "not a mac")
+    # the bootstrap carries no MAC: MAC entries let it through, the MAC is checked on /boot
+    assert svc.http_script_allowed("10.9.9.9", mac_later=True)
+    nobody = build_security(build_security_settings(values(), fail), tmp_path)
+    assert not nobody.http_script_allowed("10.0.0.5", "52:54:00:12:34:56", mac_later=True)
+    everyone = build_security(build_security_settings(values(auth={"http_script_clients": "*"}), fail), tmp_path)
+    assert everyone.http_script_allowed("203.0.113.9", "")
+
+
 @pytest.mark.parametrize("over, match", [
     ({"ldap": {"url": "ldap://dc", "start_tls": False, "base_dn": "x"}}, "start_tls"),
     ({"ldap": {"url": "http://dc", "base_dn": "x"}}, "ldap://"),
-    ({"mab": {"backend": "nps"}}, "backend"),
+    ({"mab": {"backend": "tacacs"}}, "backend"),
     ({"mab": {"coa_targets": "switch:3799", "coa_secret": "s"}}, "coa_targets"),
     ({"mab": {"coa_targets": "10.0.0.1:3799"}}, "coa_secret"),
     ({"auth": {"http_script_clients": "pc-42"}}, "http_script_clients"),
+    ({"auth": {"http_script_clients": "52:54:0"}}, "http_script_clients"),
+    ({"auth": {"http_script_clients": "10.0.0.0/33"}}, "http_script_clients"),
     ({"auth": {"token_ttl": 0}}, "token_ttl"),
 ])
 def test_errors_name_the_key(over: dict[str, dict[str, Any]], match: str) -> None:

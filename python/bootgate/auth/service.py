@@ -7,6 +7,7 @@ Built once by the composition root (:func:`build_security`) and kept on ``app.st
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,15 +102,27 @@ class SecurityService:
         if self.mab is not None:
             self.mab.schedule(self.mab.revoke(m))
 
-    def http_script_allowed(self, client_ip: str, mac: str) -> bool:
-        """Plain-HTTP scripts only for clients named in [auth] http_script_clients (old iPXE without TLS)."""
-        names = {c.lower() for c in self.http_script_clients}
-        if client_ip and client_ip.lower() in names:
+    def http_script_allowed(self, client_ip: str, mac: str = "", *, mac_later: bool = False) -> bool:
+        """Plain-HTTP scripts only for clients named in [auth] http_script_clients (old iPXE without TLS):
+        by IP or subnet of `client_ip`, or by MAC or MAC prefix. `mac_later`: the request carries no MAC
+        (the /boot.ipxe bootstrap) but the next one will and is checked then, so MAC entries admit it."""
+        names = self.http_script_clients
+        if "*" in names:
             return True
         try:
-            return normalize_mac(mac) in names
+            ip = ipaddress.ip_address(client_ip)
+        except ValueError:
+            ip = None
+        for n in names:
+            if n.startswith("net:") and ip is not None and ip in ipaddress.ip_network(n[4:]):
+                return True
+        if mac_later:
+            return any(n.startswith("mac:") for n in names)
+        try:
+            m = normalize_mac(mac)
         except ValueError:
             return False
+        return any(n.startswith("mac:") and (m == n[4:] or m.startswith(n[4:] + ":")) for n in names)
 
 
 def build_security(sec: SecuritySettings, data_dir: Path) -> SecurityService:

@@ -12,7 +12,8 @@ from .ldap import LdapConfigError, LdapSettings
 from .ratelimit import LimitSettings
 from .tokens import normalize_mac
 
-__all__ = ["AuthSettings", "MabSettings", "SECURITY_SCHEMA", "SecuritySettings", "build_security_settings"]
+__all__ = ["AuthSettings", "MabSettings", "SECURITY_SCHEMA", "SecuritySettings", "build_security_settings",
+           "parse_client_name"]
 
 SECURITY_SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
     "auth": {
@@ -21,8 +22,9 @@ SECURITY_SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "failure_window": (int, 300, "seconds over which failed logins are counted"),
         "lockout": (int, 300, "seconds of the first lockout (doubles on each further one, up to an hour)"),
         "allow_http_login": (bool, False, "accept credentials over plain HTTP (never do this outside a lab)"),
-        "http_script_clients": (str, "", "comma-separated client IPs/MACs allowed boot scripts over plain HTTP "
-                                         "(old iPXE builds without HTTPS); empty = nobody"),
+        "http_script_clients": (str, "", "clients allowed boot scripts over plain HTTP (old iPXE builds without "
+                                         "HTTPS), comma-separated: IPs, subnets (10.1.0.0/16), MACs, MAC prefixes "
+                                         '(52:54:00), or "*" (everyone: labs only); empty = nobody'),
     },
     "ldap": {
         "url": (str, "", "ldaps://dc.example.org:636 or ldap://...:389 with start_tls; empty = login disabled"),
@@ -106,6 +108,25 @@ class SecuritySettings:
 Fail = Callable[[str, str, str, str], Exception]
 
 
+def parse_client_name(text: str) -> str:
+    """One http_script_clients entry in canonical form: "*", "net:<network>" (an IP is a /32 or /128),
+    or "mac:<colon-separated lowercase prefix of 1..6 octets>". ValueError otherwise."""
+    text = text.strip()
+    if text == "*":
+        return "*"
+    try:
+        return "net:" + str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        pass
+    hexdigits = "".join(c for c in text if c not in ":-.").lower()
+    if (not hexdigits or len(hexdigits) % 2 or len(hexdigits) > 12
+            or any(c not in "0123456789abcdef" for c in hexdigits)):
+        raise ValueError(f"not an IP, subnet, MAC or MAC prefix: {text!r}")
+    if len(hexdigits) == 12:
+        return "mac:" + normalize_mac(hexdigits)
+    return "mac:" + ":".join(hexdigits[i:i + 2] for i in range(0, len(hexdigits), 2))
+
+
 def build_security_settings(values: Mapping[str, Mapping[str, Any]], fail: Fail) -> SecuritySettings:
     """`fail(section, key, problem, fix)` makes config.py's ConfigError (naming file and line)."""
     a = values["auth"]
@@ -117,13 +138,11 @@ def build_security_settings(values: Mapping[str, Mapping[str, Any]], fail: Fail)
         if not part:
             continue
         try:
-            clients.append(str(ipaddress.ip_address(part)))
+            clients.append(parse_client_name(part))
         except ValueError:
-            try:
-                clients.append(normalize_mac(part))
-            except ValueError:
-                raise fail("auth", "http_script_clients", f"has {part!r}, neither an IP nor a MAC address",
-                           "list client IP or MAC addresses separated by commas") from None
+            raise fail("auth", "http_script_clients", f"has {part!r}, not an IP, subnet, MAC or MAC prefix",
+                       'list IPs, subnets (10.1.0.0/16), MACs or MAC prefixes (52:54:00) separated by commas, '
+                       'or "*"') from None
     auth = AuthSettings(token_ttl=a["token_ttl"],
                         limits=LimitSettings(max_failures=a["max_failures"], window_seconds=a["failure_window"],
                                              lockout_seconds=a["lockout"]),

@@ -171,7 +171,9 @@ def render_action(action: Action, *, mac: str, boot_id: str, content_base: str, 
 _CHAIN_URL = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+(/[A-Za-z0-9._~%!'()*+,;=:@/?&-]*)?$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
-TEMPLATE_VARS = ("boot_id", "mac", "name", "deployment", "content", "callback")
+TEMPLATE_VARS = ("boot_id", "mac", "name", "deployment", "content", "callback", "auth")
+# the boot token query added to content URLs after a login: "mac=..&bgt=.." (percent-encoded, no spaces or $)
+_CONTENT_QUERY = re.compile(r"[A-Za-z0-9._~%=&-]{0,4096}")
 
 
 def check_chain_url(url: str) -> str:
@@ -266,29 +268,33 @@ def render_menu(menu: Menu, *, title: str, boot_id: str, server_base: str) -> st
 
 
 def render_profile(profile: Profile, *, mac: str, name: str, boot_id: str, deployment_id: int,
-                   content_base: str, callback_base: str, preamble: Sequence[str] = ()) -> str:
-    """The script that runs a deployment's profile (validated again here)."""
+                   content_base: str, callback_base: str, preamble: Sequence[str] = (), content_query: str = "") -> str:
+    """The script that runs a deployment's profile (validated again here). `content_query` (the boot
+    token after a login, "mac=..&bgt=..") is added to every kernel/initrd URL and is {{auth}} in templates."""
     _check_boot_id(boot_id)
     p = check_profile(profile)
+    if not _CONTENT_QUERY.fullmatch(content_query):
+        raise ValueError("content_query must be a percent-encoded query")
+    q = f"?{content_query}" if content_query else ""
     safe_name = re.sub(r"[^A-Za-z0-9-]", "-", name)[:63]
     extra = f"bootgate.boot={boot_id} bootgate.server={callback_base} bootgate.deployment={deployment_id}"
     lines = ["#!ipxe", f"echo bootgate: deployment {deployment_id} on {echo_text(mac)} (boot {boot_id})"]
     lines += _checked_preamble(preamble)
     if p.kind == "kernel":
-        lines.append(f"kernel {content_base}/content/{url_path(p.kernel)} {p.args} {extra}".replace("  ", " "))
-        lines += [f"initrd {content_base}/content/{url_path(f)}" for f in p.initrds]
+        lines.append(f"kernel {content_base}/content/{url_path(p.kernel)}{q} {p.args} {extra}".replace("  ", " "))
+        lines += [f"initrd {content_base}/content/{url_path(f)}{q}" for f in p.initrds]
         lines.append("boot")
     elif p.kind == "wimboot":
-        lines.append(f"kernel {content_base}/content/{url_path(p.kernel)} {p.args}".rstrip())
+        lines.append(f"kernel {content_base}/content/{url_path(p.kernel)}{q} {p.args}".rstrip())
         for f in p.initrds:
-            lines.append(f"initrd --name {f.rsplit('/', 1)[-1]} {content_base}/content/{url_path(f)}")
+            lines.append(f"initrd --name {f.rsplit('/', 1)[-1]} {content_base}/content/{url_path(f)}{q}")
         lines.append("boot")
     elif p.kind == "chain":
         lines.append(f"chain {p.url}")
     else:
         values = {"boot_id": boot_id, "mac": mac if re.fullmatch(r"[0-9a-f:]{17}", mac) else "",
                   "name": safe_name, "deployment": str(deployment_id), "content": f"{content_base}/content",
-                  "callback": callback_base}
+                  "callback": callback_base, "auth": content_query}
         body = _PLACEHOLDER.sub(lambda m: values[m.group(1)], p.template)
         if body.startswith("#!ipxe"):
             body = body.split("\n", 1)[1] if "\n" in body else ""
@@ -296,8 +302,23 @@ def render_profile(profile: Profile, *, mac: str, name: str, boot_id: str, deplo
     return "\n".join(lines) + "\n"
 
 
-def render_technician(boot_id: str) -> str:
-    """The technician entry. Its login is not implemented yet (issue 6): say so and go on."""
+def render_technician(boot_id: str, items: Sequence[tuple[int, str]], *, user: str, server_base: str,
+                      query: str) -> str:
+    """The technician menu, shown after a login: every enabled deployment (collections, schedules and
+    one-shot marks do not limit a technician), the local disk. `query` ("mac=..&tech=<token>") goes on
+    every item's URL; /boot/run checks it."""
     _check_boot_id(boot_id)
-    return ("#!ipxe\necho bootgate: the technician menu needs a login, which this server does not offer yet\n"
-            "prompt --timeout 10000 Press a key to continue with the local disk ||\nexit\n")
+    if not _CONTENT_QUERY.fullmatch(query):
+        raise ValueError("query must be a percent-encoded query")
+    lines = ["#!ipxe", f"menu bootgate: technician menu ({_menu_text(user)})",
+             "item --gap Deployments:"]
+    lines += [f"item d{int(did)} {_menu_text(name)}" for did, name in items]
+    lines += ["item --gap Other:", "item local Boot from the local disk",
+              "choose --timeout 300000 --default local target || goto local", "goto ${target}"]
+    for did, _ in items:
+        lines += [f":d{int(did)}",
+                  f"chain {server_base}/boot/run?boot={boot_id}&deployment={int(did)}&{query} || goto failed"]
+    lines += [":failed", "echo bootgate: the deployment could not be started",
+              "prompt --timeout 10000 Press a key to continue with the local disk ||",
+              ":local", "echo bootgate: continuing with the next boot device", "exit"]
+    return "\n".join(lines) + "\n"

@@ -13,10 +13,10 @@ from ..policy import BootKernel, Exit, Machine, normalize_mac
 from ..policy.deploy import Menu, RunProfile, applicable, decide_boot
 from ..policy.identity import Identity
 from ..branchcache import ipxe_script_lines
-from ..scripts import (base_url, is_valid_host, render_action, render_bootstrap, render_menu, render_profile,
-                       render_technician)
+from ..scripts import base_url, is_valid_host, render_action, render_bootstrap, render_menu, render_profile
 from ..store import BootRecord, EventRecord
 from .deps import AppState
+from . import login
 from .hooks import hooks_of
 from .responses import ipxe_script
 
@@ -93,7 +93,8 @@ def callback_base(request: Request) -> str:
 
 
 async def boot_ipxe(request: Request) -> Response:
-    return ipxe_script(render_bootstrap(request_base(request)))
+    refused = login.plain_http_refused(request, mac_later=True)
+    return refused or ipxe_script(render_bootstrap(request_base(request)))
 
 
 def _clean(value: str, limit: int) -> str:
@@ -109,6 +110,9 @@ async def boot(request: Request) -> Response:
     except ValueError as e:
         msg = f"bad mac parameter: {e}" if q.get("mac") else "missing mac parameter (expected ?mac=${netX/mac})"
         return Response(msg + "\n", status_code=400, media_type="text/plain; charset=utf-8")
+    refused = login.plain_http_refused(request, mac)
+    if refused is not None:
+        return refused
     fields = {k: _clean(q.get(k, ""), n) for k, n in _LIMITS.items()}
     machine = Machine(mac=mac, uuid=fields["uuid"], serial=fields["serial"], manufacturer=fields["manufacturer"],
                       product=fields["product"], buildarch=fields["buildarch"], platform=fields["platform"])
@@ -137,16 +141,21 @@ async def boot(request: Request) -> Response:
     base = request_base(request)
     cb = callback_base(request)
     deployment_id = None
+    login_first = False  # a required deployment that needs a login: /boot/run records its run after it
     pre = ipxe_script_lines(st.settings.branchcache, ip)
     try:
         if isinstance(decision, Menu):
             script = render_menu(decision, title=title, boot_id=boot_id, server_base=base)
         elif isinstance(decision, RunProfile):
             assert host is not None
-            script = render_profile(decision.profile, mac=mac, name=host.name, boot_id=boot_id,
-                                    deployment_id=decision.deployment_id, content_base=base, callback_base=cb,
-                                    preamble=pre)
             deployment_id = decision.deployment_id
+            login_first = login.deployment_needs_login(next(d for d in deps if d.id == deployment_id), colls)
+            if login_first:
+                script = login.run_login_script(request, boot_id, deployment_id, mac)
+            else:
+                script = render_profile(decision.profile, mac=mac, name=host.name, boot_id=boot_id,
+                                        deployment_id=deployment_id, content_base=base, callback_base=cb,
+                                        preamble=pre)
         else:
             script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base, callback_base=cb,
                                    preamble=pre)
@@ -154,7 +163,8 @@ async def boot(request: Request) -> Response:
         log.warning("stored action cannot be rendered", extra={"kv": {"mac": mac, "error": str(e)}})
         decision = Exit(reason=f"the action for {mac} is invalid")
         script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base, callback_base=cb)
-    action_name = {BootKernel: "boot", Exit: "exit", Menu: "menu", RunProfile: "deploy"}[type(decision)]
+    action_name = "login" if login_first else {BootKernel: "boot", Exit: "exit", Menu: "menu",
+                                               RunProfile: "deploy"}[type(decision)]
     caps: dict[str, object] = {"buildarch": machine.buildarch, "platform": machine.platform,
                                "manufacturer": machine.manufacturer, "product": machine.product,
                                "serial": machine.serial, "uuid": machine.uuid, "mac": mac, "ip": fields["ip"],
@@ -173,7 +183,7 @@ async def boot(request: Request) -> Response:
         host_id=host_id, capabilities=caps,
     )
     await store.record_boot(record)
-    if deployment_id is not None and host_id is not None:
+    if deployment_id is not None and host_id is not None and not login_first:
         await store.record_run(deployment_id, host_id, boot_id, now)
     st.deps.metrics.boots.labels(action_name).inc()
     detail: dict[str, object] = {"boot_id": boot_id, "action": action_name, "scheme": request.url.scheme,
@@ -206,17 +216,31 @@ async def boot_run(request: Request) -> Response:
     b = await store.get_boot(boot_id)
     if b is None or b["host_id"] is None:
         return _fail("unknown boot", 404)
+    refused = login.plain_http_refused(request, b["mac"])
+    if refused is not None:
+        return refused
     now = time.time()
     host, deps, colls, done, approved = await store.boot_inputs(
         int(b["host_id"]), b["mac"], client_ip=b["client_ip"], reported_ip=b["ip"],
         buildarch=b["buildarch"], platform=b["platform"])
-    ok = {d.id: d for d in applicable(host, deps, colls, done, approved, now).deployments}
-    d = ok.get(int(dep_raw))
-    if d is None:
+    tok = await login.technician_token(request, boot_id, b["mac"])  # the technician menu: any enabled one
+    if isinstance(tok, Response):
+        return tok
+    d = await store.deployment(int(dep_raw)) if tok is not None else None
+    if tok is None:
+        d = {x.id: x for x in applicable(host, deps, colls, done, approved, now).deployments}.get(int(dep_raw))
+        if d is not None and login.deployment_needs_login(d, colls):
+            gate = await login.require_login(request, mac=b["mac"], next_path="/boot/run",
+                                             query={"boot": boot_id, "deployment": dep_raw, "mac": b["mac"]})
+            if isinstance(gate, Response):
+                return gate
+            tok = gate
+    if d is None or not d.enabled:
         return _fail("that deployment is not available to this machine", 403)
     script = render_profile(d.profile, mac=b["mac"], name=host.name, boot_id=boot_id, deployment_id=d.id,
                             content_base=request_base(request), callback_base=callback_base(request),
-                            preamble=ipxe_script_lines(st.settings.branchcache, b["client_ip"]))
+                            preamble=ipxe_script_lines(st.settings.branchcache, b["client_ip"]),
+                            content_query=login.content_query(request, tok, b["mac"], boot_id, d.profile))
     await store.record_run(d.id, host.host_id, boot_id, now)
     st.deps.recorder.add(EventRecord(kind="boot", time=now, mac=b["mac"], client_ip=client_ip(request),
                                      detail={"boot_id": boot_id, "action": "deploy", "deployment_id": d.id,
@@ -225,8 +249,9 @@ async def boot_run(request: Request) -> Response:
 
 
 async def boot_technician(request: Request) -> Response:
-    """The technician menu entry. Its login is issue 6; until then it explains and exits."""
+    """The technician menu entry: always behind a login (web/login.py), then every enabled deployment."""
     boot_id = request.query_params.get("boot", "")
-    if not boot_id or len(boot_id) > 64 or await state_of(request).deps.store.get_boot(boot_id) is None:
+    b = await state_of(request).deps.store.get_boot(boot_id) if boot_id and len(boot_id) <= 64 else None
+    if b is None:
         return _fail("unknown boot", 404)
-    return ipxe_script(render_technician(boot_id))
+    return login.plain_http_refused(request, b["mac"]) or await login.technician_menu(request, boot_id, b["mac"])

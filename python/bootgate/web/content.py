@@ -26,6 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from .. import branchcache
 from ..config import Settings
 from ..store import EventRecord
+from . import login
 from .boot import client_ip, state_of
 from .deps import Deps
 
@@ -178,6 +179,10 @@ async def content(request: Request) -> Response:
     st = state_of(request)
     rel = str(request.path_params.get("path", ""))
     range_header = request.headers.get("range")
+    denied = await login.content_gate(request, rel)  # boot tokens after a login at the iPXE prompt (issue 6)
+    if denied is not None:
+        record(request, rel, range_header, denied.status_code, 0)
+        return denied
     path = resolve_content_path(st.settings.content.root, rel)
     info = None
     if path is not None:

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -33,8 +34,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..auth.service import SecurityService
-from ..config import Settings
 from ..auth.tokens import BootToken, TokenError, normalize_mac
+from ..config import Settings
+from ..policy.deploy import Collection, Deployment, Profile
+from ..scripts import render_technician
 
 __all__ = ["check_boot_token", "login_script", "plain_http_refused", "query_hash", "routes", "security_of",
            "security_install", "security_start", "security_stop"]
@@ -115,7 +118,7 @@ async def login_ipxe(request: Request) -> Response:
     next_path = request.query_params.get("next", "/boot")
     if not _NEXT.match(next_path):
         return PlainTextResponse("next must be a path on this server\n", status_code=400)
-    return _script(login_script(_base(request), next_path))
+    return _script(login_script(_login_base(request), next_path))
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -153,6 +156,8 @@ async def login_auth(request: Request) -> Response:
     outcome = await sec.login(username, password, mac, client,
                               claims={"next": next_path, "qh": query_hash(q)})
     del password, creds
+    await _audit(request, username[:128] or "-", "login", mac[:64], outcome.ok,
+                 {"reason": outcome.reason, "client_ip": client, "next": next_path})
     if not outcome.ok:
         if outcome.reason == "bad_mac":
             return PlainTextResponse("mac is missing or not a MAC address\n", status_code=400)
@@ -253,18 +258,36 @@ def routes() -> list[Route]:
 
 # -- composition (called from create_app's lifespan) ---------------------------------------------------------
 def security_install(app: Any, settings: Settings) -> None:
-    """Called by create_app: builds the SecurityService from settings.security onto app.state.security and
-    registers the TLS expiry metric on the app's registry."""
+    """Called by create_app: builds the SecurityService from settings.security onto app.state.security,
+    registers its metrics (TLS expiry, logins, tokens, MAB calls) on the app's registry, sends MAB outcomes
+    to the audit log, and listens for install results (success revokes the machine's tokens and its MAB
+    exception)."""
+    from ..auth.metrics import SecurityCollector  # noqa: PLC0415
     from ..auth.service import build_security  # noqa: PLC0415
     from ..auth.tlsmon import TlsExpiryCollector  # noqa: PLC0415
+    from .hooks import hooks_of  # noqa: PLC0415
 
     if getattr(app.state, "security", None) is None:
         app.state.security = build_security(settings.security, settings.server.data_dir)
-    st = getattr(app.state, "bootgate", None)
-    registry = getattr(getattr(getattr(st, "deps", None), "metrics", None), "registry", None)
-    if registry is not None and not getattr(registry, "_bootgate_tls_expiry", False):
+    sec = security_of_app(app)
+    deps = getattr(getattr(app.state, "bootgate", None), "deps", None)
+    registry = getattr(getattr(deps, "metrics", None), "registry", None)
+    if registry is not None and not getattr(registry, "_bootgate_security", False):
         registry.register(TlsExpiryCollector([settings.tls.cert, settings.tls.ca_cert]))
-        registry._bootgate_tls_expiry = True
+        if sec is not None:
+            registry.register(SecurityCollector(sec))
+        registry._bootgate_security = True
+    if sec is None or (sec.authenticator is None and sec.mab is None):
+        return
+    attach = getattr(sec.mab, "attach", None)  # MabManager: audit records and bootgate_mab_* metrics
+    if attach is not None and deps is not None:
+        attach(audit=deps.store.audit, registry=registry)
+
+    async def on_event(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "install" and payload.get("result") == "success" and payload.get("mac"):
+            sec.install_finished(str(payload["mac"]), True)
+
+    hooks_of(app).plugins.append(("bootgate.security", on_event))
 
 
 def security_start(app: Any, settings: Settings) -> None:
@@ -293,14 +316,209 @@ def security_of_app(app: Any) -> SecurityService | None:
     return sec if isinstance(sec, SecurityService) else None
 
 
-def plain_http_refused(request: Request) -> Response | None:
+def _settings_of(request: Request) -> Any:
+    return getattr(getattr(request.app.state, "bootgate", None), "settings", None)
+
+
+def plain_http_refused(request: Request, mac: str = "", *, mac_later: bool = False) -> Response | None:
     """For the boot flow: None when this request may get a boot script, else the refusal to send.
-    HTTPS always may; plain HTTP only for clients named in [auth] http_script_clients."""
+    HTTPS always may; plain HTTP only for clients named in [auth] http_script_clients (IP, subnet, MAC,
+    MAC prefix), or for everyone when the operator chose `[dhcp] script_scheme = "http"`.
+    `mac_later`: the request has no MAC yet (the /boot.ipxe bootstrap; /boot checks it)."""
     if request.url.scheme == "https":
+        return None
+    settings = _settings_of(request)
+    if settings is not None and settings.dhcp.script_scheme == "http":
         return None
     sec = security_of(request)
     client = request.client.host if request.client else ""
-    if sec is not None and sec.http_script_allowed(client, request.query_params.get("mac", "")):
+    if sec is not None and sec.http_script_allowed(client, mac, mac_later=mac_later):
         return None
-    return PlainTextResponse("#!ipxe\necho bootgate: boot scripts need HTTPS for this client; see docs/security.md\n"
-                             "exit 1\n", status_code=403)
+    if sec is not None:
+        sec.counts["http_script_refused"] = sec.counts.get("http_script_refused", 0) + 1
+    log.warning("plain-HTTP script refused for %s (%s): not in [auth] http_script_clients", client, mac or "-")
+    return PlainTextResponse("#!ipxe\necho bootgate: boot scripts need HTTPS for this client "
+                             "([auth] http_script_clients); see docs/security.md\nexit 1\n", status_code=403,
+                             headers={"Cache-Control": "no-store"})
+
+
+# -- the boot flow's login hook (web/boot.py) -------------------------------------------------------------------
+TECH_PARAM = "tech"
+_NO_DIRECTORY = ("#!ipxe\necho bootgate: this needs a login, but no directory is configured ([ldap] url)\n"
+                 "prompt --timeout 10000 Press a key to continue with the local disk ||\nexit\n")
+
+
+def deployment_needs_login(d: Deployment, collections: Mapping[int, Collection]) -> bool:
+    """Policy: the deployment or its collection requires a login at the iPXE prompt."""
+    c = collections.get(d.collection_id)
+    return d.require_login or (c is not None and c.require_login)
+
+
+def _login_base(request: Request) -> str:
+    """Where credentials go: this server over HTTPS, also when the script itself came over plain HTTP
+    (then the host of the request with [http] https_port; an iPXE without HTTPS cannot log in)."""
+    sec = security_of(request)
+    if request.url.scheme == "https" or (sec is not None and sec.allow_http_login):
+        return _base(request)
+    settings = _settings_of(request)
+    port = settings.http.https_port if settings is not None else 0
+    host = _base(request).split("://", 1)[1]
+    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return f"https://{host}:{port}" if port else _base(request).replace("http://", "https://", 1)
+
+
+def run_login_script(request: Request, boot_id: str, deployment_id: int, mac: str) -> str:
+    """The /boot answer for a required deployment that needs a login: log in, then /boot/run."""
+    return login_script(_login_base(request), "/boot/run",
+                        urlencode({"boot": boot_id, "deployment": str(deployment_id), "mac": mac}))
+
+
+async def _audit(request: Request, actor: str, action: str, target: str, allowed: bool,
+                 detail: dict[str, Any]) -> None:
+    store = getattr(getattr(getattr(request.app.state, "bootgate", None), "deps", None), "store", None)
+    if store is None:
+        return
+    try:
+        await store.audit(actor, action, target, allowed, detail)
+    except Exception:  # noqa: BLE001 - an audit failure must not fail a boot
+        log.exception("audit record %s for %s failed", action, target)
+
+
+async def _token_refused(request: Request, mac: str, reason: str, what: str) -> Response:
+    sec = security_of(request)
+    if sec is not None:
+        sec.counts[f"token_{reason}"] = sec.counts.get(f"token_{reason}", 0) + 1
+    log.warning("%s token refused for %s: %s", what, mac, reason)
+    await _audit(request, "bootgate", "token.refused", mac, False, {"reason": reason, "path": request.url.path,
+                                                                    "client_ip": request.client.host
+                                                                    if request.client else ""})
+    return PlainTextResponse(f"#!ipxe\necho bootgate: boot token refused ({reason})\n"
+                             "prompt --timeout 10000 Press a key to continue with the local disk ||\nexit\n",
+                             status_code=403, headers={"Cache-Control": "no-store"})
+
+
+async def require_login(request: Request, *, mac: str, next_path: str,
+                        query: Mapping[str, str]) -> BootToken | Response:
+    """The login gate of a boot step: without ``bgt=`` the login script (which comes back to `next_path`
+    with `query` and a token); with one, the verified token - single use, for this machine, issued for
+    exactly this path and query - or the refusal to send."""
+    sec = security_of(request)
+    if sec is None or sec.authenticator is None:
+        return _script(_NO_DIRECTORY)
+    token = request.query_params.get(TOKEN_PARAM, "")
+    if not token:
+        return _script(login_script(_login_base(request), next_path, urlencode(dict(query))))
+    try:
+        tok = sec.signer.verify(token, mac=mac)
+        if tok.claims.get("next") != next_path or tok.claims.get("qh") != query_hash(dict(request.query_params)):
+            raise TokenError("parameters_changed")
+        sec.signer.verify(token, mac=mac, once=True)  # only now: a tampered request must not use it up
+    except TokenError as e:
+        return await _token_refused(request, mac, e.reason, "login")
+    return tok
+
+
+async def technician_token(request: Request, boot_id: str, mac: str) -> BootToken | Response | None:
+    """The technician token (``tech=``) of a /boot/run request: None without one; else the verified
+    token (this machine, this boot) or the refusal."""
+    token = request.query_params.get(TECH_PARAM, "")
+    if not token:
+        return None
+    sec = security_of(request)
+    try:
+        if sec is None:
+            raise TokenError("malformed")
+        tok = sec.signer.verify(token, mac=mac, purpose="technician")
+        if tok.claims.get("boot") != boot_id:
+            raise TokenError("wrong_boot")
+    except TokenError as e:
+        return await _token_refused(request, mac, e.reason, "technician")
+    return tok
+
+
+async def technician_menu(request: Request, boot_id: str, mac: str) -> Response:
+    """/boot/technician: always behind a login; then every enabled deployment, with a technician token."""
+    gate = await require_login(request, mac=mac, next_path="/boot/technician", query={"boot": boot_id, "mac": mac})
+    if isinstance(gate, Response):
+        return gate
+    sec = security_of(request)
+    assert sec is not None
+    store = request.app.state.bootgate.deps.store
+    items = [(int(d["id"]), str(d["name"])) async for d in _pages(store.list_deployments) if d["enabled"]]
+    tech = sec.signer.issue(mac, gate.user, purpose="technician", claims={"boot": boot_id})
+    await _audit(request, gate.user, "technician.menu", mac, True, {"boot_id": boot_id})
+    return _script(render_technician(boot_id, items, user=gate.user, server_base=_base(request),
+                                     query=urlencode({"mac": mac, TECH_PARAM: tech})))
+
+
+def profile_files(profile: Profile) -> list[str]:
+    return [profile.kernel, *profile.initrds] if profile.kind in ("kernel", "wimboot") else []
+
+
+def content_query(request: Request, tok: BootToken | None, mac: str, boot_id: str, profile: Profile) -> str:
+    """After a login: "mac=..&bgt=<content token>" for the profile's kernel/initrd URLs (the token opens
+    exactly these files, for this machine, until it expires). "" without a login."""
+    sec = security_of(request)
+    if tok is None or sec is None:
+        return ""
+    t = sec.signer.issue(mac, tok.user, purpose="content", claims={"boot": boot_id, "paths": profile_files(profile)})
+    return urlencode({"mac": mac, TOKEN_PARAM: t})
+
+
+async def _pages(call: Any) -> Any:
+    after = 0
+    while True:
+        rows = await call(limit=1000, after=after)
+        for r in rows:
+            yield r
+        if len(rows) < 1000:
+            return
+        after = rows[-1]["id"]
+
+
+_PROTECTED_TTL = 2.0
+
+
+async def protected_paths(request: Request) -> frozenset[str]:
+    """Content files only a boot token opens: those of enabled deployments that require a login (by
+    themselves or by their collection), minus any that a deployment without login also uses."""
+    cached = getattr(request.app.state, "login_protected", None)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return frozenset(cached[1])
+    store = request.app.state.bootgate.deps.store
+    colls = {c["id"]: bool(c.get("require_login")) async for c in _pages(store.list_collections)}
+    need: set[str] = set()
+    free: set[str] = set()
+    async for d in _pages(store.list_deployments):
+        if not d["enabled"]:
+            continue
+        files = profile_files(Profile.from_json(d["profile"]))
+        (need if d.get("require_login") or colls.get(d["collection_id"]) else free).update(files)
+    out = frozenset(need - free)
+    request.app.state.login_protected = (now + _PROTECTED_TTL, out)
+    return out
+
+
+async def content_gate(request: Request, rel: str) -> Response | None:
+    """For /content: None when the file may be sent. A request with ``bgt=`` must carry a valid content
+    token for this file and machine (``mac=``); without one, files of login-only deployments are refused."""
+    token = request.query_params.get(TOKEN_PARAM, "")
+    sec = security_of(request)
+    if token:
+        mac = request.query_params.get("mac", "")
+        try:
+            if sec is None:
+                raise TokenError("malformed")
+            tok = sec.signer.verify(token, mac=mac, purpose="content")
+            if rel not in tok.claims.get("paths", ()):
+                raise TokenError("wrong_file")
+        except TokenError as e:
+            return await _token_refused(request, mac, e.reason, "content")
+        return None
+    if rel in await protected_paths(request):
+        if sec is not None:
+            sec.counts["content_token_missing"] = sec.counts.get("content_token_missing", 0) + 1
+        return PlainTextResponse("this file needs a boot token (log in at the iPXE prompt)\n", status_code=401,
+                                 headers={"Cache-Control": "no-store"})
+    return None
