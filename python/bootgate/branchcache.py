@@ -47,7 +47,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -268,6 +268,7 @@ class SegmentRef:
     blocks: int
     secret: bytes
     version: int = 1
+    growing: bool = False  # a segment still being fetched from upstream: blocks < ready are verified
 
     def block_range(self, index: int) -> tuple[int, int] | None:
         """(start, end) of block `index` in the file, end exclusive; None if there is no such block."""
@@ -630,6 +631,22 @@ class PeerStore:
         return ref
 
 
+class _Fill:
+    """One segment being fetched: its task and, once the lookup is verified, the partial file's ref and
+    how many of its blocks are written and verified (`event` is replaced and set at each step)."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[SegmentRef | None]
+        self.partial: SegmentRef | None = None
+        self.ready = 0
+        self.event = asyncio.Event()
+
+    def publish(self, ref: SegmentRef, ready: int) -> None:
+        self.partial, self.ready = ref, ready
+        old, self.event = self.event, asyncio.Event()
+        old.set()
+
+
 SEGMENT_LOOKUP_PATH = "/branchcache/v1/segments/"
 NOT_FOUND_RETRY = 10.0  # seconds a segment the upstream does not know is not asked for again
 
@@ -657,7 +674,7 @@ class Upstream:
         self.passphrase = passphrase
         self.metrics = metrics
         self.timeout = timeout
-        self._inflight: dict[bytes, asyncio.Task[SegmentRef | None]] = {}
+        self._inflight: dict[bytes, _Fill] = {}
         self._unknown: dict[bytes, float] = {}
         self.fills = 0
 
@@ -676,23 +693,45 @@ class Upstream:
             if nbytes:
                 self.metrics.peerdist_upstream_bytes.inc(nbytes)
 
-    async def segment(self, segment_id: bytes) -> SegmentRef | None:
-        """The stored segment, fetched from upstream first if needed; None if upstream cannot supply it."""
+    async def segment(self, segment_id: bytes, block: int = 0) -> SegmentRef | None:
+        """The stored segment, fetched from upstream first if needed; None if upstream cannot supply it.
+        While a fetch runs, a `growing` ref to its partial file is returned as soon as `block` is verified
+        (iPXE gives a peer 3 s to start answering; a 32 MiB V1 segment may take longer over a WAN)."""
         ref = self.store.get(segment_id)
         if ref is not None:
             return ref
         if time.monotonic() < self._unknown.get(segment_id, 0.0):
             return None
-        task = self._inflight.get(segment_id)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._fill(segment_id))
-            self._inflight[segment_id] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(segment_id, None))
-        return await asyncio.shield(task)
+        fill = self._inflight.get(segment_id)
+        if fill is None:
+            fill = _Fill()
+            fill.task = asyncio.get_running_loop().create_task(self._fill(segment_id, fill))
+            self._inflight[segment_id] = fill
+            fill.task.add_done_callback(lambda _t: self._inflight.pop(segment_id, None))
+        while not fill.task.done():
+            if fill.partial is not None and fill.ready > block:
+                return fill.partial
+            waiter = asyncio.ensure_future(fill.event.wait())
+            try:
+                await asyncio.wait({fill.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        return fill.task.result()
 
-    async def _fill(self, segment_id: bytes) -> SegmentRef | None:
+    async def _fill(self, segment_id: bytes, fill: _Fill) -> SegmentRef | None:
+        loop = asyncio.get_running_loop()
+
+        def publish(ref: SegmentRef, ready: int) -> None:  # from the worker thread
+            loop.call_soon_threadsafe(fill.publish, ref, ready)
+
         try:
-            ref = await asyncio.to_thread(self._fetch, segment_id)
+            tmp, seg, version = await asyncio.to_thread(self._fetch, segment_id, publish)
+            # in the loop thread: the partial file is renamed and the store updated with no await in
+            # between, so a reader of the partial file that finds it gone finds the stored segment
+            try:
+                ref = self.store.add(segment_id, tmp, seg, version)
+            finally:
+                tmp.unlink(missing_ok=True)
         except FillError as e:
             log.warning("segment %s not filled from %s: %s", segment_id.hex()[:16], self.base_url, e)
             self._count(e.result)
@@ -709,8 +748,10 @@ class Upstream:
         self._count("ok", ref.length)
         return ref
 
-    def _fetch(self, segment_id: bytes) -> SegmentRef:
-        """(worker thread) Looks the segment up, fetches and verifies its bytes, stores them."""
+    def _fetch(self, segment_id: bytes,
+               publish: Callable[[SegmentRef, int], None]) -> tuple[Path, dict[str, Any], int]:
+        """(worker thread) Looks the segment up, fetches and verifies its bytes into a partial file:
+        (that file, the segment's record from the Content Information, its version)."""
         import base64
         import hmac
         import http.client
@@ -744,15 +785,19 @@ class Upstream:
                 raise FillError("segment secret differs from HMAC(Ks, HoD) with this server's passphrase: set the "
                                 "main server's [branchcache] passphrase_hex here too", "bad_secret")
             tmp = self.store.temp_path(segment_id)
+            partial = SegmentRef(str(tmp), FileKey(str(tmp), 0, 0, 0, 0, 0), 0, seg["length"], seg["block_size"],
+                                 len(seg["block_hashes"]), seg["secret"], version, growing=True)
             try:
-                self._download(quote(rel), seg, algo, version, tmp)
-                return self.store.add(segment_id, tmp, seg, version)
-            finally:
+                self._download(quote(rel), seg, algo, version, tmp, lambda n: publish(partial, n))
+            except BaseException:
                 tmp.unlink(missing_ok=True)
+                raise
+            return tmp, seg, version
         except (http.client.HTTPException, KeyError, TypeError) as e:
             raise FillError(f"bad answer from the upstream: {e!r}") from None
 
-    def _download(self, rel_url: str, seg: Mapping[str, Any], algo: str, version: int, tmp: Path) -> None:
+    def _download(self, rel_url: str, seg: Mapping[str, Any], algo: str, version: int, tmp: Path,
+                  verified: Callable[[int], None]) -> None:
         start, length, bsize = seg["offset"], seg["length"], seg["block_size"]
         conn = self._connection()
         try:
@@ -776,6 +821,8 @@ class Upstream:
                         raise FillError(f"block {i} does not match its hash (the file changed upstream?)",
                                         "bad_hash")
                     out.write(block)
+                    out.flush()  # readable by the peer answering from the partial file
+                    verified(i + 1)
         finally:
             conn.close()
 

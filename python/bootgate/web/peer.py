@@ -123,6 +123,19 @@ def _read(path: str, offset: int, length: int) -> bytes:
         os.close(fd)
 
 
+async def _read_block(ref: branchcache.SegmentRef, start: int, end: int) -> bytes | None:
+    """Bytes [start, end) of the segment's file, None if unreadable, short, or the file changed since it was
+    hashed (a growing upstream fill has only verified blocks below its progress, and no key yet)."""
+    try:
+        data = await anyio.to_thread.run_sync(_read, ref.path, start, end - start)
+        current = await anyio.to_thread.run_sync(os.stat, ref.path)
+    except OSError:
+        return None
+    if len(data) != end - start or (not ref.growing and branchcache.FileKey.of(Path(ref.path), current) != ref.file_key):
+        return None
+    return data
+
+
 async def retrieve(request: Request) -> Response:
     st = state_of(request)
     m = st.deps.metrics
@@ -138,11 +151,13 @@ async def retrieve(request: Request) -> Response:
 
     svc = branchcache_service(request)
     ref = None
+    upstream = None
+    first = req.ranges[0][0] if req.ranges else 0
     if svc is not None and svc.policy.allows(client_ip(request)):
         ref = svc.cache.segment(req.segment_id)
-        if ref is None and svc.upstream is not None and req.ranges:  # a branch peer: fill from the main server
-            ref = await svc.upstream.segment(req.segment_id)
-    first = req.ranges[0][0] if req.ranges else 0
+        upstream = svc.upstream
+        if ref is None and upstream is not None and req.ranges:
+            ref = await upstream.segment(req.segment_id, first)  # a branch peer: fill from the main server
     empty = Response(build_blk(req.segment_id, first, 0, b"", b"\0" * 16), media_type="application/octet-stream")
     if ref is None or not req.ranges or req.ranges[0][1] < 1:
         m.peerdist_peer_requests.labels("not_found").inc()
@@ -152,13 +167,11 @@ async def retrieve(request: Request) -> Response:
         m.peerdist_peer_requests.labels("not_found").inc()
         return empty
     start, end = rng
-    try:
-        data = await anyio.to_thread.run_sync(_read, ref.path, start, end - start)
-        current = await anyio.to_thread.run_sync(os.stat, ref.path)
-    except OSError:
-        data, current = b"", None
-    if current is None or branchcache.FileKey.of(Path(ref.path), current) != ref.file_key or \
-            len(data) != end - start:
+    data = await _read_block(ref, start, end)
+    if data is None and ref.growing and upstream is not None:
+        ref = await upstream.segment(req.segment_id, first)  # the fetch completed and moved its file
+        data = await _read_block(ref, start, end) if ref is not None else None
+    if ref is None or data is None:
         m.peerdist_peer_requests.labels("stale").inc()
         return empty
     ciphertext, iv = encrypt_block(ref.secret, data)
