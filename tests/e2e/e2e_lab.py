@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(os.environ.get("BOOTGATE_LAB_DIR", str(REPO / ".lab")))
@@ -335,10 +335,13 @@ class Lab:
         return int(code), out
 
     # -- virtual machines ------------------------------------------------------------------
-    def qemu_argv(self, firmware: str, mac: str, tap: str, serial_log: Path) -> list[str]:
+    def qemu_argv(self, firmware: str, mac: str, tap: str, serial_log: Path,
+                  monitor: Path | None = None) -> list[str]:
+        """`monitor`: a unix socket for QEMU's human monitor (e.g. `sendkey`, see :func:`send_keys`)."""
         accel = "kvm" if kvm_usable() else "tcg"
+        mon = f"unix:{monitor},server=on,wait=off" if monitor is not None else "none"
         argv = [QEMU, "-accel", accel, "-m", "512", "-smp", "1", "-nodefaults", "-display", "none",
-                "-no-reboot", "-monitor", "none", "-serial", f"file:{serial_log}",
+                "-no-reboot", "-monitor", mon, "-serial", f"file:{serial_log}",
                 "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no"]
         if firmware == "bios":
             # SeaBIOS runs the NIC's stock iPXE ROM (Debian 12's ipxe-qemu); mirror its screen to COM1.
@@ -358,13 +361,16 @@ class Lab:
         return argv
 
     def boot_vm(self, name: str, firmware: str, mac: str, timeout: float,
-                fail_markers: Sequence[str] = FAIL_MARKERS) -> VmResult:
+                fail_markers: Sequence[str] = FAIL_MARKERS, monitor: Path | None = None,
+                watch: Callable[[str], None] | None = None) -> VmResult:
         """Boots one VM on a fresh tap; returns when QEMU exits (poweroff/reboot), when the serial
         console shows one of fail_markers (the firmware gave up network booting), or after timeout
-        seconds. QEMU is killed by PID in the last two cases (timed_out is then True)."""
+        seconds. QEMU is killed by PID in the last two cases (timed_out is then True).
+        `monitor`: QEMU monitor socket path (see qemu_argv); `watch`: called with the serial console
+        text about twice a second while the VM runs (e.g. to type at a prompt through the monitor)."""
         tap = self.add_tap()
         serial_log = self.workdir / f"{name}.serial.log"
-        argv = self.qemu_argv(firmware, mac, tap, serial_log)
+        argv = self.qemu_argv(firmware, mac, tap, serial_log, monitor=monitor)
         log(f"booting {name}: {firmware}, mac {mac}, {tap}, accel {argv[2]}")
         t0 = time.monotonic()
         proc = self.spawn(f"{name}.qemu", argv, ns=self.ns_b)
@@ -379,6 +385,11 @@ class Lab:
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
+            if watch is not None:
+                try:
+                    watch(serial_log.read_text(errors="replace"))
+                except FileNotFoundError:
+                    pass
             if gave_up_at is None and fail_markers:
                 try:
                     text = serial_log.read_text(errors="replace")
@@ -394,6 +405,36 @@ class Lab:
         run(["ip", "-n", self.ns_b, "link", "del", tap], check=False)
         log(f"{name} ended after {wall:.1f} s (rc {rc}{', timed out' if timed_out else ''})")
         return VmResult(name, firmware, mac, wall, rc, timed_out, serial_log)
+
+
+# -- typing into a VM ------------------------------------------------------------------------
+_KEY_NAMES = {"-": "minus", "\n": "ret", " ": "spc", ".": "dot", "_": "shift-minus", "/": "slash", ",": "comma",
+              "=": "equal", "\t": "tab"}
+
+
+def send_keys(monitor: Path, text: str, delay: float = 0.15) -> None:
+    """Types `text` into the VM through QEMU's monitor socket (`sendkey`, a PS/2 keyboard, so it works
+    whatever console the guest reads). Letters, digits and the characters in _KEY_NAMES."""
+    keys = []
+    for ch in text:
+        if ch.isascii() and (ch.islower() or ch.isdigit()):
+            keys.append(ch)
+        elif ch.isascii() and ch.isupper():
+            keys.append(f"shift-{ch.lower()}")
+        elif ch in _KEY_NAMES:
+            keys.append(_KEY_NAMES[ch])
+        else:
+            raise ValueError(f"no key for {ch!r}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(monitor))
+        s.settimeout(2.0)
+        for key in keys:
+            s.sendall(f"sendkey {key}\n".encode())
+            time.sleep(delay)
+        try:
+            s.recv(65536)  # the monitor's banner and echoes; nothing to check
+        except OSError:
+            pass
 
 
 # -- IPv6 router advertisements -------------------------------------------------------------
