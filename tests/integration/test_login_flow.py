@@ -350,3 +350,17 @@ async def test_plain_http_scripts_only_for_named_clients(slapd: lab.Slapd, tmp_p
         r = await env.client.get(login_url(script).replace("https://boot.example:8051", http, 1),
                                  headers=basic("bob", "bob-pw"))
         assert r.status_code == 403 and "HTTPS" in r.text
+
+
+async def test_template_profile_gets_the_token_as_auth(slapd: lab.Slapd, tmp_path: Path) -> None:
+    async with make_env(tmp_path, ldap_section(slapd)) as env:
+        r = await env.client.post("/api/v1/deployments", headers=AUTH, json={
+            "name": "tpl", "collection": "unknown", "intent": "required", "countdown": 0, "require_login": True,
+            "profile": {"kind": "template", "template": "#!ipxe\nkernel {{content}}/tools/memtest?{{auth}}\nboot\n"}})
+        assert r.status_code == 201, r.text
+        r = await login(env, await boot_to_login(env))
+        script = (await env.client.get(chained(r.text))).text
+        url, = script_urls(script, "kernel")
+        assert "bgt=" in url and (await env.client.get(url)).content == b"MEMTEST"
+    async with make_env(tmp_path / "http", "", base_url="http://boot.example:8050") as env:
+        assert (await env.client.get("/login.ipxe")).status_code == 403

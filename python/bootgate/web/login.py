@@ -118,7 +118,7 @@ async def login_ipxe(request: Request) -> Response:
     next_path = request.query_params.get("next", "/boot")
     if not _NEXT.match(next_path):
         return PlainTextResponse("next must be a path on this server\n", status_code=400)
-    return _script(login_script(_login_base(request), next_path))
+    return plain_http_refused(request, mac_later=True) or _script(login_script(_login_base(request), next_path))
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -451,7 +451,11 @@ async def technician_menu(request: Request, boot_id: str, mac: str) -> Response:
                                      query=urlencode({"mac": mac, TECH_PARAM: tech})))
 
 
-def profile_files(profile: Profile) -> list[str]:
+def profile_files(profile: Profile) -> list[str] | None:
+    """The content files a profile loads; None for a template (its files are not known: its {{auth}} token
+    opens any file) and [] for a chain."""
+    if profile.kind == "template":
+        return None
     return [profile.kernel, *profile.initrds] if profile.kind in ("kernel", "wimboot") else []
 
 
@@ -493,7 +497,7 @@ async def protected_paths(request: Request) -> frozenset[str]:
     async for d in _pages(store.list_deployments):
         if not d["enabled"]:
             continue
-        files = profile_files(Profile.from_json(d["profile"]))
+        files = profile_files(Profile.from_json(d["profile"])) or []
         (need if d.get("require_login") or colls.get(d["collection_id"]) else free).update(files)
     out = frozenset(need - free)
     request.app.state.login_protected = (now + _PROTECTED_TTL, out)
@@ -511,7 +515,8 @@ async def content_gate(request: Request, rel: str) -> Response | None:
             if sec is None:
                 raise TokenError("malformed")
             tok = sec.signer.verify(token, mac=mac, purpose="content")
-            if rel not in tok.claims.get("paths", ()):
+            paths = tok.claims.get("paths", ())
+            if paths is not None and rel not in paths:
                 raise TokenError("wrong_file")
         except TokenError as e:
             return await _token_refused(request, mac, e.reason, "content")
