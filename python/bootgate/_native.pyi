@@ -44,6 +44,7 @@ class DhcpEngine:
         known_macs: list[str] = ...,
         subnets: list[tuple[str, dict[str, str]]] = ...,
         response_delay_ms: int = 0,
+        standby: bool = False,
     ) -> DhcpEngine: ...
     def set_policy(
         self,
@@ -61,6 +62,7 @@ class DhcpEngine:
         known_macs: list[str] = ...,
         subnets: list[tuple[str, dict[str, str]]] = ...,
         response_delay_ms: int = 0,
+        standby: bool = False,
     ) -> None: ...
     def counters(self) -> list[tuple[str, int]]: ...
     def drain_events(self, max: int = 1024) -> list[dict[str, Any]]: ...

@@ -99,6 +99,7 @@ class DhcpSettings:
     known_only: bool
     response_delay_ms: int
     ipxe_priority: int
+    standby: bool = False
     ipv6_ra: bool = False
 
     @property
@@ -255,6 +256,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "known_only": (bool, False, "answer only machines in the inventory (and mac_allow); refreshed every 30 s"),
         "response_delay_ms": (int, 0, "standby server: answer DHCP-port requests this much later (0 = primary)"),
         "ipxe_priority": (int, 0, "iPXE offer priority (175.1, -128..127; iPXE prefers the higher); 0 = not sent"),
+        "standby": (bool, False, "true: answer port-67 requests only when the primary is evidently silent (the "
+                    "client asks again in the same transaction response_delay_ms after we first saw it, or its "
+                    "secs field reaches that); false: response_delay_ms only delays the answers"),
         "ipv6_ra": (bool, False, "answer IPv6 Router Solicitations on the interface with a 'no router' RA (lifetime "
                     "0, no prefix): ends iPXE's IPv6 autoconfiguration wait"),
     },
@@ -662,6 +666,9 @@ def load_settings(
     if not 0 <= dhcp_values["response_delay_ms"] <= 10_000:
         raise fail("dhcp", "response_delay_ms", f"is {dhcp_values['response_delay_ms']}, outside 0..10000",
                    "use 0 on the primary server and e.g. 1000 on a standby")
+    if dhcp_values["standby"] and dhcp_values["response_delay_ms"] == 0:
+        raise fail("dhcp", "standby", "is true but response_delay_ms is 0",
+                   "set response_delay_ms (e.g. 3000: how long the primary gets before this standby answers)")
     if not -128 <= dhcp_values["ipxe_priority"] <= 127:
         raise fail("dhcp", "ipxe_priority", f"is {dhcp_values['ipxe_priority']}, outside -128..127",
                    "use a small number; higher wins, 0 sends nothing")

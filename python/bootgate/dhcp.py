@@ -41,6 +41,7 @@ class DhcpPolicy:
     known_macs: list[str] = field(default_factory=list)
     subnets: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     response_delay_ms: int = 0
+    standby: bool = False
 
 
 def script_url(settings: Settings) -> str:
@@ -111,6 +112,7 @@ def compile_policy(settings: Settings, ca: bytes | None = None, known_macs: list
         known_macs=sorted(known_macs or []),
         subnets=[(net, resolve_table(settings, t)) for net, t in settings.boot.subnet_tables()],
         response_delay_ms=settings.dhcp.response_delay_ms,
+        standby=settings.dhcp.standby,
     )
 
 
@@ -229,7 +231,7 @@ class DhcpService:
         log.info("DHCP engine started", extra={"kv": {
             "interface": settings.dhcp.interface, "server_ip": settings.dhcp.server_ip,
             "script_url": policy.script_url, "trust_ca": bool(policy.ipxe_encap), "known_only": policy.known_only,
-            "response_delay_ms": policy.response_delay_ms, "boot_table": policy.boot_table,
+            "response_delay_ms": policy.response_delay_ms, "standby": policy.standby, "boot_table": policy.boot_table,
             "ipv6_ra": ra is not None}})
         return service
 

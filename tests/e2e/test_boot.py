@@ -40,6 +40,9 @@ BOOTGATE = Path(os.environ.get("BOOTGATE_BIN", str(e2e_lab.REPO / ".venv" / "bin
 HTTP_PORT = 8050
 HTTPS_PORT = 8051
 VM_TIMEOUT = float(os.environ.get("BOOTGATE_E2E_VM_TIMEOUT", "300"))
+# Who answers iPXE's IPv6 Router Solicitations: "bootgate" ([dhcp] ipv6_ra, the default), "lab" (the lab's
+# own periodic RA sender, e2e_lab.send_router_advertisements) or "none" (iPXE waits for IPv6 autoconfiguration).
+RA_MODE = os.environ.get("BOOTGATE_E2E_RA", "bootgate")
 
 MACS = {"bios-https": "52:54:00:e2:e0:11", "uefi-http": "52:54:00:e2:e0:12", "uefi-https": "52:54:00:e2:e0:13",
         "bios-http": "52:54:00:e2:e0:14"}
@@ -108,6 +111,7 @@ root = "{e2e_lab.IPXE_TRIXIE_DIR}"
 interface = "{e2e_lab.BRIDGE}"
 server_ip = "{e2e_lab.SERVER_IP}"
 script_scheme = "{scheme}"
+ipv6_ra = {"true" if RA_MODE == "bootgate" else "false"}
 
 [content]
 root = "{e2e_lab.CONTENT_DIR}"
@@ -160,7 +164,8 @@ def bootgate(request: pytest.FixtureRequest) -> Iterator[Bootgate]:
     work = Path(tempfile.mkdtemp(prefix="bootgate-e2e-"))
     e2e_lab.log(f"work directory {work}")
     failed_before = request.session.testsfailed
-    with e2e_lab.Lab(work / "lab") as lab:
+    # bootgate answers iPXE's IPv6 Router Solicitations itself ([dhcp] ipv6_ra): no RA sender of the lab.
+    with e2e_lab.Lab(work / "lab", ra=RA_MODE == "lab") as lab:
         bg = Bootgate(lab, work)
         try:
             yield bg
@@ -239,6 +244,10 @@ def test_vm_boots_end_to_end(bootgate: Bootgate, firmware: str, scheme: str) -> 
     booted = [b for b in boots if b["action"] == "boot"]
     assert booted, f"no /boot record with action boot{context}"
     rec = booted[0]
+    ipxe_dhcp = [e for e in dhcp if e["detail"]["is_ipxe"]]
+    if ipxe_dhcp:  # iPXE's DHCP + IPv6 autoconfiguration wait + script fetches (the part the RA shortens)
+        BOOT_TIMES[f"{firmware} ({scheme}) first iPXE DHCP to /boot"] = (
+            rec["time"] - ipxe_dhcp[0]["time"], f"IPv6 RA from {RA_MODE}")
     assert rec["platform"] == PLATFORM[firmware], context
     assert rec["scheme"] == scheme, context
     states = [s["state"] for s in rec["statuses"]]

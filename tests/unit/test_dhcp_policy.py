@@ -111,8 +111,12 @@ def test_mac_lists_known_only_delay_priority(tmp_path: Path) -> None:
     assert p.known_macs == ["52:54:00:00:00:09"] and p.response_delay_ms == 1500
     assert p.ipxe_encap == bytes([1, 1, 0xFB]), "175.1 = -5 as a signed byte"
     assert priority_encap(0) == b""
+    assert p.standby is False
+    p = compile_policy(settings_for(tmp_path, DHCP_ON + "response_delay_ms = 3000\nstandby = true\nipv6_ra = true\n"))
+    assert p.standby is True and p.response_delay_ms == 3000 and engine_args(
+        settings_for(tmp_path, DHCP_ON), p)["standby"] is True
     for line, key in (('mac_deny = "52:54:0"', "mac_deny"), ("response_delay_ms = 20000", "response_delay_ms"),
-                      ("ipxe_priority = 200", "ipxe_priority")):
+                      ("ipxe_priority = 200", "ipxe_priority"), ("standby = true", "standby")):
         with pytest.raises(ConfigError, match=rf"\[dhcp\] {key}"):
             settings_for(tmp_path, DHCP_ON + line + "\n")
 

@@ -11,6 +11,7 @@
 //! parsed ([`PxeRequest`]), decided ([`decide`]) against the current policy snapshot, answered
 //! ([`ProxyReply`]), counted, and reported as a [`DhcpEvent`] when it came from a PXE client.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bootgate_wire::dhcp::{
     classify, decide, ArchFamily, BootTarget, ClientKind, Decision, Error as WireError, Ignore, MessageType, Port,
-    ProxyReply, PxeRequest,
+    ProxyReply, PxeRequest, StandbyTracker,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -73,7 +74,8 @@ pub struct DhcpEvent {
     /// What was sent: the boot file or URL, or "" when the request was ignored.
     pub answer: String,
     /// Why it was not answered ("" when answered): `unknown_arch`, `no_boot_program`,
-    /// `other_server`, `other_message`, `denied`, `not_allowed`, `unknown_machine`, `send_error`.
+    /// `other_server`, `other_message`, `denied`, `not_allowed`, `unknown_machine`, `send_error`,
+    /// `standby_wait` (standby mode: left to the primary).
     pub reason: &'static str,
     /// The reply waits `response_delay_ms` before it is sent (standby server).
     pub delayed: bool,
@@ -109,6 +111,8 @@ pub struct DhcpEvent {
 ///   `relay_option82`: PXE requests carrying option 82; `relay_replies`: replies sent to a relay.
 /// - `replies_delayed`: replies queued for `response_delay_ms` (counted again as answered when
 ///   sent); `delayed_dropped`: delayed replies dropped because the queue was full.
+/// - `ignored_standby_wait`: standby mode, requests left to the primary; `answered_standby`:
+///   answers (sent) a standby gave because the primary was evidently silent.
 pub const COUNTER_NAMES: &[&str] = &[
     "received",
     "answered_offer",
@@ -138,6 +142,8 @@ pub const COUNTER_NAMES: &[&str] = &[
     "relay_replies",
     "replies_delayed",
     "delayed_dropped",
+    "ignored_standby_wait",
+    "answered_standby",
     // ARCH_BASE: one per ArchFamily, in ArchFamily::ALL order.
     "requests_arch_bios",
     "requests_arch_efi_ia32",
@@ -169,8 +175,9 @@ const REPLY_TYPES: [&str; 2] = ["offer", "ack"];
 const ARCH_LABELS: usize = ArchFamily::COUNT + 2;
 /// Reasons of the labelled `drops{reason=..}` counters: requests read and not answered. The first
 /// ones mirror the `ignored_*` counters; `malformed_<reason>` the parse errors; `send_error` replies
-/// that could not be built or sent; `delay_queue_full` delayed replies dropped.
-const DROP_REASONS: [&str; 10] = [
+/// that could not be built or sent; `delay_queue_full` delayed replies dropped; `standby_wait`
+/// requests a standby left to the primary.
+const DROP_REASONS: [&str; 11] = [
     "not_pxe",
     "unknown_arch",
     "no_boot_program",
@@ -181,11 +188,13 @@ const DROP_REASONS: [&str; 10] = [
     "unknown_machine",
     "send_error",
     "delay_queue_full",
+    "standby_wait",
 ];
 /// Indices into [`DROP_REASONS`] used by name.
 const D_NOT_PXE: usize = 0;
 const D_SEND_ERROR: usize = 8;
 const D_DELAY_QUEUE_FULL: usize = 9;
+const D_STANDBY_WAIT: usize = 10;
 /// Directions of the labelled `relay_messages{direction=..}` counters.
 const RELAY_DIRECTIONS: [&str; 2] = ["received", "sent"];
 
@@ -254,7 +263,7 @@ fn arch_label(arch: Option<u16>) -> usize {
 }
 
 /// Index of `requests_arch_bios`; the families follow in [`ArchFamily::ALL`] order.
-const ARCH_BASE: usize = C::DelayedDropped as usize + 1;
+const ARCH_BASE: usize = C::AnsweredStandby as usize + 1;
 /// Index of the first `malformed_*` counter.
 const MALFORMED_BASE: usize = ARCH_BASE + ArchFamily::COUNT;
 /// Parse error reasons with a counter, in counter order.
@@ -298,6 +307,8 @@ enum C {
     RelayReplies,
     RepliesDelayed,
     DelayedDropped,
+    IgnoredStandbyWait,
+    AnsweredStandby,
 }
 
 /// Events kept for Python between drains; more are dropped and counted.
@@ -310,6 +321,8 @@ const RCVBUF: usize = 1 << 20;
 const RECV_BUF: usize = 65_535;
 /// Delayed replies held at most (a standby under a flood drops the excess, counted).
 const DELAY_CAPACITY: usize = 16_384;
+/// Clients a standby remembers (see [`StandbyTracker`]).
+const STANDBY_CAPACITY: usize = 65_536;
 
 /// State shared by the handle and the packet thread.
 #[derive(Debug)]
@@ -379,7 +392,15 @@ impl DhcpEngine {
             events: EventQueue::new(EVENT_CAPACITY)?,
             policy: RwLock::new(Arc::new(policy)),
         });
-        let worker = Worker { shared: Arc::clone(&shared), settings, dhcp, pxe, ports };
+        let worker = Worker {
+            shared: Arc::clone(&shared),
+            settings,
+            dhcp,
+            pxe,
+            ports,
+            standby: RefCell::new(StandbyTracker::new(STANDBY_CAPACITY)),
+            epoch: Instant::now(),
+        };
         let thread = std::thread::Builder::new().name("bootgate-dhcp".into()).spawn(move || worker.run(stop_rx))?;
         Ok(Self { shared, thread: Some(thread), stop_tx, ports })
     }
@@ -494,9 +515,25 @@ struct Worker {
     dhcp: UdpSocket,
     pxe: UdpSocket,
     ports: (u16, u16),
+    /// Standby mode's first sightings (only this thread touches it).
+    standby: RefCell<StandbyTracker>,
+    /// Start of the standby tracker's millisecond clock.
+    epoch: Instant,
 }
 
 impl Worker {
+    /// Standby mode: whether to answer this port-67 request now (the primary evidently silent).
+    /// A request naming this server (option 54: the client chose our offer) is always answered.
+    fn standby_answers(&self, req: &PxeRequest, policy: &DhcpPolicy) -> bool {
+        if req.server_id == Some(self.settings.server_ip) {
+            return true;
+        }
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut tracker = self.standby.borrow_mut();
+        let verdict = tracker.check(req.mac(), req.xid, req.secs, now_ms, u64::from(policy.response_delay_ms));
+        verdict.is_some()
+    }
+
     fn run(self, stop_rx: UnixStream) {
         let mut buf = vec![0u8; RECV_BUF];
         let mut out = vec![0u8; RECV_BUF];
@@ -666,7 +703,12 @@ impl Worker {
                 shared.drop_(c, r);
                 (String::new(), DROP_REASONS[r])
             }
+            Decision::Answer(_) if policy.standby && port == Port::Dhcp && !self.standby_answers(&req, &policy) => {
+                shared.drop_(C::IgnoredStandbyWait, D_STANDBY_WAIT);
+                (String::new(), DROP_REASONS[D_STANDBY_WAIT])
+            }
             Decision::Answer(a) => {
+                let standby = policy.standby && port == Port::Dhcp;
                 let reply = ProxyReply::new(&req, &a, self.settings.server_ip, &policy);
                 let dest = reply_destination(&req, port, from, &self.settings, self.ports.0);
                 let http_boot = a.client == ClientKind::HttpBoot;
@@ -679,7 +721,7 @@ impl Worker {
                         shared.drop_(C::SendErrors, D_SEND_ERROR);
                         (String::new(), "send_error")
                     }
-                    Ok(n) if delay > 0 && port == Port::Dhcp => {
+                    Ok(n) if delay > 0 && port == Port::Dhcp && !policy.standby => {
                         delayed = true;
                         shared.inc(C::RepliesDelayed);
                         if pending.len() >= DELAY_CAPACITY {
@@ -701,6 +743,9 @@ impl Worker {
                     Ok(n) => {
                         let ok = sock.send_to(&out[..n], dest).is_ok();
                         self.count_sent(ok, a.reply, http_boot, default_arch, to_relay, arch);
+                        if ok && standby {
+                            shared.inc(C::AnsweredStandby);
+                        }
                         if ok {
                             (a.boot_file.to_owned(), "")
                         } else {
@@ -785,6 +830,8 @@ mod tests {
     #[test]
     fn counter_layout_matches_the_names() {
         assert_eq!(COUNTER_NAMES[C::DelayedDropped as usize], "delayed_dropped");
+        assert_eq!(COUNTER_NAMES[C::AnsweredStandby as usize], "answered_standby");
+        assert_eq!(labelled_counter_names()[l_drop(D_STANDBY_WAIT)], "drops{reason=standby_wait}");
         assert_eq!(COUNTER_NAMES[C::IgnoredOtherMessage as usize], "ignored_other_message");
         for (i, f) in ArchFamily::ALL.into_iter().enumerate() {
             assert_eq!(COUNTER_NAMES[ARCH_BASE + i], format!("requests_arch_{}", f.name()));

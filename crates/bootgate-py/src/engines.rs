@@ -47,6 +47,7 @@ struct PolicyArgs {
     known_macs: Vec<String>,
     subnets: Vec<(String, HashMap<String, String>)>,
     response_delay_ms: u32,
+    standby: bool,
 }
 
 fn boot_table(field: &str, entries: HashMap<String, String>) -> Result<BootTable> {
@@ -107,6 +108,7 @@ fn dhcp_policy(a: PolicyArgs) -> Result<DhcpPolicy> {
         },
         subnets,
         response_delay_ms: a.response_delay_ms,
+        standby: a.standby,
     })
 }
 
@@ -117,7 +119,7 @@ impl PyDhcpEngine {
                         tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http=None,
                         ipxe_encap=Vec::new(), boot_table=HashMap::new(), mac_allow=Vec::new(),
                         mac_deny=Vec::new(), known_only=false, known_macs=Vec::new(), subnets=Vec::new(),
-                        response_delay_ms=0))]
+                        response_delay_ms=0, standby=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -141,6 +143,7 @@ impl PyDhcpEngine {
         known_macs: Vec<String>,
         subnets: Vec<(String, HashMap<String, String>)>,
         response_delay_ms: u32,
+        standby: bool,
     ) -> Result<Self> {
         let settings = DhcpSettings {
             interface,
@@ -165,6 +168,7 @@ impl PyDhcpEngine {
             known_macs,
             subnets,
             response_delay_ms,
+            standby,
         })?;
         let engine = py.allow_threads(|| RsDhcp::start(settings, policy))?;
         Ok(Self { inner: Some(engine) })
@@ -174,7 +178,7 @@ impl PyDhcpEngine {
     #[pyo3(signature = (*, tftp_server, boot_bios, boot_efi_x64, script_url, script_url_http=None,
                         ipxe_encap=Vec::new(), boot_table=HashMap::new(), mac_allow=Vec::new(),
                         mac_deny=Vec::new(), known_only=false, known_macs=Vec::new(), subnets=Vec::new(),
-                        response_delay_ms=0))]
+                        response_delay_ms=0, standby=false))]
     #[allow(clippy::too_many_arguments)]
     fn set_policy(
         &self,
@@ -191,6 +195,7 @@ impl PyDhcpEngine {
         known_macs: Vec<String>,
         subnets: Vec<(String, HashMap<String, String>)>,
         response_delay_ms: u32,
+        standby: bool,
     ) -> Result<()> {
         let policy = dhcp_policy(PolicyArgs {
             tftp_server,
@@ -206,6 +211,7 @@ impl PyDhcpEngine {
             known_macs,
             subnets,
             response_delay_ms,
+            standby,
         })?;
         self.engine()?.set_policy(policy);
         Ok(())

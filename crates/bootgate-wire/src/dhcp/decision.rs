@@ -33,6 +33,10 @@ pub struct DhcpPolicy {
     /// Delay before answering on the DHCP port (67), for a standby server; 0 answers at once.
     /// Answers on 4011 are never delayed (they go to the server the client chose).
     pub response_delay_ms: u32,
+    /// Standby mode: answer on the DHCP port only when the primary is evidently silent (see
+    /// [`super::StandbyTracker`]; `response_delay_ms` is then the time the primary gets, and
+    /// replies are not delayed). Requests naming this server (option 54) are always answered.
+    pub standby: bool,
 }
 
 impl Default for DhcpPolicy {
@@ -49,6 +53,7 @@ impl Default for DhcpPolicy {
             access: Access::default(),
             subnets: Vec::new(),
             response_delay_ms: 0,
+            standby: false,
         }
     }
 }

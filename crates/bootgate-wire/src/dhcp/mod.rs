@@ -9,6 +9,8 @@
 //! - [`PxeRequest`]: the fields a proxyDHCP server needs, parsed from a client request.
 //! - [`decide`]: the pure decision — ignore (and why) or answer with which boot file.
 //! - [`ProxyReply`]: a proxy OFFER/ACK, emitted into a caller's buffer.
+//! - [`StandbyTracker`]: when a standby server answers (the primary evidently silent).
+//! - [`ra`]: IPv6 Router Solicitation / Advertisement for the optional RA responder.
 //!
 //! Nothing here panics on any input: every index is checked, every error is a typed [`Error`].
 
@@ -21,6 +23,7 @@ mod policy;
 pub mod ra;
 mod reply;
 mod request;
+mod standby;
 
 pub use arch_table::{classify, ArchClass, ArchFamily};
 pub use decision::{
@@ -32,6 +35,7 @@ pub use packet::{field, Packet, BOOTP_MIN_LEN, HEADER_LEN, MAGIC_COOKIE};
 pub use policy::{subnet_for, Access, BootTable, Ipv4Net, MacPattern, Refusal, SubnetBoot};
 pub use reply::ProxyReply;
 pub use request::{MessageType, Nii, PxeRequest};
+pub use standby::{StandbyAnswer, StandbyTracker};
 
 /// UDP port of DHCP servers (and relay agents).
 pub const SERVER_PORT: u16 = 67;
