@@ -11,8 +11,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 SLAPD = shutil.which("slapd") or ("/usr/sbin/slapd" if os.path.exists("/usr/sbin/slapd") else None)
 SLAPADD = shutil.which("slapadd") or ("/usr/sbin/slapadd" if os.path.exists("/usr/sbin/slapadd") else None)
@@ -154,3 +157,13 @@ access to * by * read
             raise RuntimeError("slapd did not start: " + (d / "slapd.log").read_text(errors="replace")[-2000:])
         time.sleep(0.05)
     return s
+
+
+@pytest.fixture(scope="module")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """A private slapd for a test module: `from tests.integration.slapd_lab import slapd` brings the fixture."""
+    s = start(tmp_path_factory.mktemp("slapd"))
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,17 +10,9 @@ import pytest
 from bootgate.auth.ldap import LdapAuthenticator, LdapConfigError, LdapSettings
 
 from tests.integration import slapd_lab as lab
+from tests.integration.slapd_lab import slapd  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(not lab.AVAILABLE, reason=lab.SKIP_REASON)
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Slapd]:
-    s = lab.start(tmp_path_factory.mktemp("slapd"))
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def settings(s: lab.Slapd, **kw: object) -> LdapSettings:

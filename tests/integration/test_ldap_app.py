@@ -4,7 +4,6 @@ login routes against a private slapd, MAB route, TLS expiry metric."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,18 +17,10 @@ from bootgate.tls import ensure_tls
 from bootgate.web import Deps, create_app
 from tests.conftest import ADMIN_TOKEN, settings_for
 from tests.integration import slapd_lab as lab
+from tests.integration.slapd_lab import slapd  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(not lab.AVAILABLE, reason=lab.SKIP_REASON)
 MAC = "52:54:00:0a:0b:0c"
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Slapd]:
-    s = lab.start(tmp_path_factory.mktemp("slapd"))
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 async def test_login_and_mab_through_the_app(slapd: lab.Slapd, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,18 +15,10 @@ from bootgate.auth.service import SecurityService
 from bootgate.auth.tokens import TokenSigner
 from bootgate.web import login
 from tests.integration import slapd_lab as lab
+from tests.integration.slapd_lab import slapd  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(not lab.AVAILABLE, reason=lab.SKIP_REASON)
 MAC = "52:54:00:01:02:03"
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Slapd]:
-    s = lab.start(tmp_path_factory.mktemp("slapd"))
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def app_for(s: lab.Slapd, tmp: Path, url: str | None = None) -> tuple[Starlette, SecurityService]:

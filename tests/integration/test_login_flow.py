@@ -11,7 +11,7 @@ import base64
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -28,6 +28,7 @@ from bootgate.web import Deps, create_app
 from bootgate.web.hooks import hooks_of
 from tests.conftest import ADMIN_TOKEN, free_port, settings_for
 from tests.integration import slapd_lab as lab
+from tests.integration.slapd_lab import slapd  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(not lab.AVAILABLE, reason=lab.SKIP_REASON)
 
@@ -46,15 +47,6 @@ def ident(mac: str, serial: str) -> dict[str, str]:
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Slapd]:
-    s = lab.start(tmp_path_factory.mktemp("slapd"))
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @dataclass
