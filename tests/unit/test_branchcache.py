@@ -309,3 +309,16 @@ def test_upstream_config_builds_a_branch_peer(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     plain = bc.BranchCacheService.from_settings(settings_for(tmp_path / "p", ""))
     assert plain.upstream is None
+
+
+def test_hash_backend_is_named_and_builds_match_the_in_memory_builder(tmp_path: Path) -> None:
+    if not hasattr(native, "hash_backend"):
+        pytest.skip("bootgate._native built without hash_backend")
+    assert "libcrypto" in native.hash_backend() or "sha2" in native.hash_backend()
+    data = os.urandom(5 * 65536 + 7)
+    f = tmp_path / "img"
+    f.write_bytes(data)
+    for version in (1, 2):
+        blob, info = native.content_information(str(f), version, b"pass", threads=2)
+        assert blob == native.content_information_bytes(data, version, b"pass")
+        assert info["size"] == len(data)
