@@ -1,5 +1,6 @@
 """Private FreeRADIUS 3.2 instances on loopback for the MAB tests: an authentication server whose rlm_rest
-asks bootgate, and a "switch" that receives CoA-Requests and logs them. Killed by PID in `stop()`."""
+asks bootgate (or whose rlm_sql reads the table bootgate writes), and a "switch" that receives CoA-Requests
+and logs them. Killed by PID in `stop()`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ RADCLIENT = shutil.which("radclient")
 AVAILABLE = bool(FREERADIUS and RADCLIENT and os.path.exists("/usr/lib/freeradius/rlm_rest.so"))
 SKIP_REASON = "FreeRADIUS 3.2 with rlm_rest and radclient not installed (apt-get install freeradius freeradius-utils " \
               "freeradius-rest)"
+SQL_AVAILABLE = bool(FREERADIUS and RADCLIENT and os.path.exists("/usr/lib/freeradius/rlm_sql_sqlite.so"))
 SECRET = "testing123"
 
 
@@ -63,6 +65,27 @@ client local {{
 }}
 """
 
+# connection pool shared by the rest and sql modules: retry_delay = 1 (the default 30 s refuses to reconnect for
+# half a minute after one failure), and the auth listener both servers use
+_POOL = """    pool {
+      start = 0
+      min = 0
+      max = 4
+      spare = 1
+      uses = 0
+      retry_delay = 1
+      lifetime = 0
+      idle_timeout = 60
+    }
+"""
+_LISTEN = """listen {{
+  type = auth
+  ipaddr = 127.0.0.1
+  port = {port}
+  virtual_server = default
+}}
+"""
+
 _AUTH = """
 modules {{
   always ok {{
@@ -85,25 +108,9 @@ modules {{
       require_auth = yes
       timeout = 3
     }}
-    pool {{
-      start = 0
-      min = 0
-      max = 4
-      spare = 1
-      uses = 0
-      retry_delay = 1
-      lifetime = 0
-      idle_timeout = 60
-    }}
-  }}
+{pool}  }}
 }}
-listen {{
-  type = auth
-  ipaddr = 127.0.0.1
-  port = {port}
-  virtual_server = default
-}}
-server default {{
+{listen}server default {{
   authorize {{
     if (&Service-Type != Call-Check) {{
       reject
@@ -112,6 +119,60 @@ server default {{
     if (ok || updated) {{
       update control {{
         &Auth-Type := Accept
+      }}
+    }}
+    else {{
+      reject
+    }}
+  }}
+  authenticate {{
+  }}
+}}
+"""
+
+# rlm_sql reading bootgate's SQLite exception table through its radcheck/radreply-shaped views; the MAB
+# branch normalises Calling-Station-Id to 12 lower-case hex digits first (docs/security.md, "FreeRADIUS over SQL")
+_SQL_AUTH = """
+modules {{
+  always reject {{
+    rcode = reject
+  }}
+  expr {{
+  }}
+  sql bootgate_mab_sql {{
+    dialect = "sqlite"
+    driver = "rlm_sql_sqlite"
+    sqlite {{
+      filename = "{db}"
+      busy_timeout = 200
+    }}
+    sql_user_name = "%{{Tmp-String-0}}"
+    authcheck_table = "{table}_radcheck"
+    authreply_table = "{table}_radreply"
+    read_groups = no
+    read_profiles = no
+    read_clients = no
+    authorize_check_query = "SELECT id, username, attribute, value, op FROM ${{authcheck_table}} \
+      WHERE username = '%{{SQL-User-Name}}' ORDER BY id"
+    authorize_reply_query = "SELECT id, username, attribute, value, op FROM ${{authreply_table}} \
+      WHERE username = '%{{SQL-User-Name}}' ORDER BY id"
+{pool}  }}
+}}
+{listen}server default {{
+  authorize {{
+    if (&Service-Type == Call-Check && &Calling-Station-Id =~ \
+        /^([0-9a-f]{{2}})[-:.]?([0-9a-f]{{2}})[-:.]?([0-9a-f]{{2}})[-:.]?([0-9a-f]{{2}})[-:.]?([0-9a-f]{{2}})[-:.]?([0-9a-f]{{2}})$/i) {{
+      update request {{
+        &Tmp-String-0 := "%{{tolower:%{{1}}%{{2}}%{{3}}%{{4}}%{{5}}%{{6}}}}"
+      }}
+      bootgate_mab_sql
+      if (ok) {{
+        update control {{
+          &Auth-Type := Accept
+        }}
+      }}
+      else {{
+        reject
       }}
     }}
     else {{
@@ -199,7 +260,13 @@ def _start(d: Path, body: str, port: int) -> Radius:
 
 def start_auth_server(d: Path, bootgate_url: str, rest_secret: str) -> Radius:
     port = free_udp_port()
-    return _start(d, _AUTH.format(bootgate=bootgate_url, rest_secret=rest_secret, port=port), port)
+    return _start(d, _AUTH.format(bootgate=bootgate_url, rest_secret=rest_secret, pool=_POOL,
+                                   listen=_LISTEN.format(port=port)), port)
+
+
+def start_sql_auth_server(d: Path, db: Path, table: str) -> Radius:
+    port = free_udp_port()
+    return _start(d, _SQL_AUTH.format(db=db, table=table, pool=_POOL, listen=_LISTEN.format(port=port)), port)
 
 
 def start_switch(d: Path) -> Radius:

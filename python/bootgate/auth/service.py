@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..integrations.mab import ExceptionTable, MabBackend, MabManager
+from ..integrations.mab import ExceptionTable, MabManager
 from .ldap import AuthResult
 from .ratelimit import LoginLimiter
 from .settings import SecuritySettings
@@ -128,32 +128,10 @@ class SecurityService:
 def build_security(sec: SecuritySettings, data_dir: Path) -> SecurityService:
     """The composition root's call: ``app.state.security = build_security(settings.security, data_dir)``,
     then run ``service.mab.expiry_loop()`` as a background task when ``service.mab`` is set."""
-    from ..integrations.mab import CoaTarget, FreeRadiusRestBackend  # noqa: PLC0415
+    from ..integrations.backends import build_mab  # noqa: PLC0415
     from .ldap import LdapAuthenticator  # noqa: PLC0415
 
-    table = None
-    mab = None
-    if sec.mab.backend == "freeradius":
-        table = ExceptionTable(data_dir / "auth" / "mab_exceptions.json")
-        targets = [CoaTarget(h, p, sec.mab.coa_secret.encode(), sec.mab.coa_mode, sec.mab.coa_mac_format)
-                   for h, p in sec.mab.coa_targets]
-        mab = MabManager([FreeRadiusRestBackend(table, targets)], ttl=sec.mab.exception_ttl,
-                         call_timeout=sec.mab.timeout, attempts=sec.mab.attempts)
-    elif sec.mab.backend in ("ise", "clearpass"):
-        from ..integrations.clearpass import ClearPassBackend  # noqa: PLC0415
-        from ..integrations.ise import IseBackend  # noqa: PLC0415
-        m = sec.mab
-        verify: str | bool = m.nac_ca_cert or True
-        backend: MabBackend
-        if m.backend == "ise":
-            backend = IseBackend(m.nac_url, m.nac_username, m.nac_password, exception_group=m.ise_exception_group,
-                                 fallback_group=m.ise_fallback_group, psn=m.ise_psn, verify=verify,
-                                 timeout=float(m.timeout))
-        else:
-            backend = ClearPassBackend(m.nac_url, m.nac_username, m.nac_password,
-                                       expiry_attribute=m.clearpass_expiry_attribute,
-                                       coa_profile=m.clearpass_coa_profile, verify=verify, timeout=float(m.timeout))
-        mab = MabManager([backend], ttl=m.exception_ttl, call_timeout=m.timeout, attempts=m.attempts)
+    mab, table = build_mab(sec.mab, data_dir)  # [mab]: python/bootgate/integrations/backends.py
     return SecurityService(
         authenticator=LdapAuthenticator(sec.ldap) if sec.ldap is not None else None,
         signer=TokenSigner.from_data_dir(data_dir, ttl=sec.auth.token_ttl),

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..integrations.backends import MAB_SCHEMA, MabSettings, build_mab_settings
 from .ldap import LdapConfigError, LdapSettings
 from .ratelimit import LimitSettings
 from .tokens import normalize_mac
@@ -44,27 +45,7 @@ SECURITY_SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "required_groups": (str, "", "semicolon-separated group DNs; login needs (nested) membership in one"),
         "timeout": (int, 5, "seconds per directory operation"),
     },
-    "mab": {
-        "backend": (str, "", '"freeradius" (rlm_rest asks bootgate), "ise", "clearpass"; empty = no MAB exceptions'),
-        "exception_ttl": (int, 3600, "seconds a MAC exception lasts after a login"),
-        "rest_secret": (str, "", "HTTP Basic password FreeRADIUS rlm_rest sends to /api/v1/mab/authorize"),
-        "coa_targets": (str, "", "comma-separated switch host:port receiving RADIUS CoA (RFC 5176), e.g. "
-                                 "10.0.0.2:3799"),
-        "coa_secret": (str, "", "RADIUS shared secret for the CoA targets"),
-        "coa_mode": (str, "cisco-reauth", '"cisco-reauth" (Cisco-AVPair reauthenticate) or "disconnect"'),
-        "coa_mac_format": (str, "HYPHEN", "Calling-Station-Id spelling: HYPHEN, hyphen, COLON, colon, dot, BARE, bare"),
-        "nac_url": (str, "", "ise: https://ise:9060 (ERS); clearpass: https://clearpass"),
-        "nac_username": (str, "", "ise: ERS admin user; clearpass: API client id"),
-        "nac_password": (str, "", "ise: its password; clearpass: API client secret"),
-        "nac_ca_cert": (str, "", "PEM file of the CA of the NAC's HTTPS certificate; empty = system store"),
-        "ise_exception_group": (str, "bootgate-imaging", "ISE endpoint identity group that the MAB policy permits"),
-        "ise_fallback_group": (str, "Unknown", "ISE group an endpoint returns to on revoke"),
-        "ise_psn": (str, "", "ISE policy service node name for the MnT CoA (re-authentication)"),
-        "clearpass_expiry_attribute": (str, "MAC-Auth Expiry", "ClearPass endpoint attribute holding the expiry"),
-        "clearpass_coa_profile": (str, "", "ClearPass enforcement profile sent with the CoA (empty = default)"),
-        "attempts": (int, 3, "tries per NAC call (with backoff)"),
-        "timeout": (int, 10, "seconds per NAC call"),
-    },
+    "mab": MAB_SCHEMA,  # python/bootgate/integrations/backends.py
 }
 
 
@@ -74,28 +55,6 @@ class AuthSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     allow_http_login: bool = False
     http_script_clients: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class MabSettings:
-    backend: str = ""
-    exception_ttl: int = 3600
-    rest_secret: str = ""
-    coa_targets: tuple[tuple[str, int], ...] = ()
-    coa_secret: str = ""
-    coa_mode: str = "cisco-reauth"
-    coa_mac_format: str = "HYPHEN"
-    attempts: int = 3
-    timeout: int = 10
-    nac_url: str = ""
-    nac_username: str = ""
-    nac_password: str = ""
-    nac_ca_cert: str = ""
-    ise_exception_group: str = "bootgate-imaging"
-    ise_fallback_group: str = "Unknown"
-    ise_psn: str = ""
-    clearpass_expiry_attribute: str = "MAC-Auth Expiry"
-    clearpass_coa_profile: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,42 +122,5 @@ def build_security_settings(values: Mapping[str, Mapping[str, Any]], fail: Fail)
         except LdapConfigError as e:
             raise fail("ldap", "url", "does not work: " + str(e), "fix the [ldap] section as the message says") from None
 
-    m = values["mab"]
-    if m["backend"] not in ("", "freeradius", "ise", "clearpass"):
-        raise fail("mab", "backend", f"is {m['backend']!r}", 'use "freeradius", "ise", "clearpass" or leave it empty')
-    if m["backend"] in ("ise", "clearpass"):
-        if not m["nac_url"].startswith("https://"):
-            raise fail("mab", "nac_url", f"is {m['nac_url']!r}", f"set the {m['backend']} API base URL (https://...)")
-        if not m["nac_username"] or not m["nac_password"]:
-            raise fail("mab", "nac_username", "or nac_password is empty", "set the API credentials")
-    if m["coa_mode"] not in ("cisco-reauth", "disconnect"):
-        raise fail("mab", "coa_mode", f"is {m['coa_mode']!r}", 'use "cisco-reauth" or "disconnect"')
-    if m["coa_mac_format"] not in ("HYPHEN", "hyphen", "COLON", "colon", "dot", "BARE", "bare"):
-        raise fail("mab", "coa_mac_format", f"is {m['coa_mac_format']!r}",
-                   "use HYPHEN, hyphen, COLON, colon, dot, BARE or bare")
-    targets: list[tuple[str, int]] = []
-    for part in (p.strip() for p in m["coa_targets"].split(",")):
-        if not part:
-            continue
-        host, _, port_s = part.rpartition(":")
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-            port = int(port_s)
-            if not 0 < port < 65536:
-                raise ValueError
-        except ValueError:
-            raise fail("mab", "coa_targets", f"has {part!r}", "write switch addresses as ip:port, e.g. "
-                                                              "10.0.0.2:3799") from None
-        targets.append((host.strip("[]"), port))
-    if targets and not m["coa_secret"]:
-        raise fail("mab", "coa_secret", "is empty but coa_targets are set", "set the switches' RADIUS CoA secret")
-    for key in ("exception_ttl", "attempts", "timeout"):
-        if m[key] <= 0:
-            raise fail("mab", key, f"is {m[key]}", "use a positive number")
-    mab = MabSettings(backend=m["backend"], exception_ttl=m["exception_ttl"], rest_secret=m["rest_secret"],
-                      coa_targets=tuple(targets), coa_secret=m["coa_secret"], coa_mode=m["coa_mode"],
-                      coa_mac_format=m["coa_mac_format"], attempts=m["attempts"], timeout=m["timeout"],
-                      **{k: m[k] for k in ("nac_url", "nac_username", "nac_password", "nac_ca_cert",
-                                           "ise_exception_group", "ise_fallback_group", "ise_psn",
-                                           "clearpass_expiry_attribute", "clearpass_coa_profile")})
+    mab = build_mab_settings(values["mab"], fail)  # [mab]: python/bootgate/integrations/backends.py
     return SecuritySettings(auth=auth, ldap=ldap, mab=mab)

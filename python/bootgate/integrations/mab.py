@@ -23,18 +23,21 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ..auth.tokens import normalize_mac
 from . import radius
 
-__all__ = ["CoaTarget", "ExceptionTable", "FreeRadiusRestBackend", "MabBackend", "MabManager", "MabOutcome",
-           "mac_formats", "normalize_mac"]
+__all__ = ["CoaTarget", "ExceptionTable", "FreeRadiusRestBackend", "MabBackend", "MabCollector", "MabManager",
+           "MabOutcome", "coa_reauthenticate", "mac_formats", "normalize_mac"]
 
 log = logging.getLogger("bootgate.mab")
 
@@ -150,6 +153,20 @@ async def send_coa(target: CoaTarget, mac: str, *, timeout: float = 2.0, attempt
                            f"Error-Cause {res.error_cause})")
 
 
+async def coa_reauthenticate(targets: Sequence[CoaTarget], mac: str, timeout: float) -> None:
+    """CoA to each switch in turn until one ACKs (the one that holds the port); RuntimeError naming every
+    failure otherwise. No targets: nothing to do (the port re-authenticates on its own timer)."""
+    errors = []
+    for t in targets:
+        try:
+            await send_coa(t, mac, timeout=timeout, attempts=1)  # the manager retries
+            return
+        except RuntimeError as e:
+            errors.append(str(e))
+    if errors:
+        raise RuntimeError("; ".join(errors))
+
+
 class FreeRadiusRestBackend:
     """Exceptions live in bootgate's table; FreeRADIUS asks ``/api/v1/mab/authorize`` (rlm_rest)."""
 
@@ -167,15 +184,10 @@ class FreeRadiusRestBackend:
         self.table.revoke(mac)
 
     async def reauthenticate(self, mac: str) -> None:
-        errors = []
-        for t in self.coa_targets:
-            try:
-                await send_coa(t, mac, timeout=self.coa_timeout, attempts=1)  # the manager retries
-                return  # the switch that holds the port ACKed
-            except RuntimeError as e:
-                errors.append(str(e))
-        if errors:
-            raise RuntimeError("; ".join(errors))
+        await coa_reauthenticate(self.coa_targets, mac, self.coa_timeout)
+
+    async def expired(self) -> list[str]:
+        return self.table.expired()
 
 
 @dataclass
@@ -189,74 +201,184 @@ class MabOutcome:
     error: str = ""
 
 
+Audit = Callable[[str, str, str, "bool | None", dict[str, Any]], Awaitable[Any]]  # the store's audit() signature
+
+
 @dataclass
 class MabManager:
+    """Runs every backend for each exception and keeps their state.
+
+    The state (MAC -> user, expiry, per-backend state and last error) is persisted to `state_path` (JSON,
+    atomic rename) so exceptions granted on a NAC are still revoked after a restart; an exception whose
+    revoke failed stays listed as ``revoke_failed`` and the expiry sweep tries again."""
+
     backends: list[MabBackend]
     ttl: float = 3600.0  # exception lifetime after a login
     call_timeout: float = 10.0
     attempts: int = 3
-    backoff: float = 1.0  # first retry delay (doubles)
+    backoff: float = 1.0  # first retry delay (doubles, up to max_backoff)
     clock: Callable[[], float] = time.time
+    state_path: Path | None = None
+    max_backoff: float = 30.0
+    max_concurrent: int = 8  # NAC calls in flight at once (a boot storm queues instead of flooding the NAC)
+    audit: Audit | None = None  # e.g. the store's audit(): one record per final outcome
     history: deque[MabOutcome] = field(default_factory=lambda: deque(maxlen=1000))
     counts: dict[tuple[str, str, bool], int] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _granted: dict[str, float] = field(default_factory=dict)  # mac -> expiry (for the expiry sweep)
+    _state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _slots: asyncio.Semaphore | None = None
 
+    def __post_init__(self) -> None:
+        if self.state_path is not None and self.state_path.exists():
+            try:
+                data = orjson.loads(self.state_path.read_bytes())
+                for e in data:
+                    if (isinstance(e, dict) and isinstance(e.get("backends"), dict)
+                            and all(isinstance(e.get(k), (int, float)) for k in ("granted", "expires"))):
+                        e["mac"] = normalize_mac(str(e.get("mac")))
+                        self._state[e["mac"]] = e
+            except (orjson.JSONDecodeError, TypeError, ValueError) as err:
+                log.warning("mab: ignoring unreadable exception state %s: %s", self.state_path, err)
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+            tmp.write_bytes(orjson.dumps(list(self._state.values())))
+            os.replace(tmp, self.state_path)
+        except OSError as e:  # the NAC calls go on; the state is kept in memory
+            log.warning("mab: cannot save exception state to %s: %s", self.state_path, e)
+
+    def _set(self, mac: str, backend: str, **values: Any) -> None:
+        entry = self._state.get(mac)
+        if entry is not None:
+            entry["backends"].setdefault(backend, {}).update(values, time=self.clock())
+
+    def exceptions(self) -> list[dict[str, Any]]:
+        """Every exception bootgate holds or failed to remove, for the API: mac, user, granted, expires,
+        seconds_left, state (active | expired | revoke_failed) and per backend its state and last error."""
+        now = self.clock()
+        out = []
+        for e in sorted(self._state.values(), key=lambda e: e["granted"], reverse=True):
+            states = {b.get("state") for b in e["backends"].values()}
+            state = "revoke_failed" if "revoke_failed" in states else ("active" if e["expires"] > now else "expired")
+            out.append({**e, "seconds_left": max(0, int(e["expires"] - now)), "state": state,
+                        "ok": not states & {"grant_failed", "revoke_failed"}})
+        return out
+
+    def api_view(self, history: int = 200) -> dict[str, Any]:
+        """What GET /api/v1/mab/exceptions shows: the backends, every exception with its per-backend state and
+        last error, and the newest NAC calls first."""
+        return {"configured": True, "backends": [b.name for b in self.backends], "exceptions": self.exceptions(),
+                "history": [asdict(h) for h in list(self.history)[-history:]][::-1]}
+
+    # -- calls ------------------------------------------------------------------------------------------------
     async def _call(self, backend: MabBackend, op: str, mac: str, expires: float = 0.0, user: str = "") -> bool:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrent)
         delay = self.backoff
         err = ""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                if op == "grant":
-                    await asyncio.wait_for(backend.grant(mac, expires, user), self.call_timeout)
-                elif op == "revoke":
-                    await asyncio.wait_for(backend.revoke(mac), self.call_timeout)
-                else:
-                    await asyncio.wait_for(backend.reauthenticate(mac), self.call_timeout)
-                self._record(backend.name, op, mac, True, attempt)
-                return True
-            except Exception as e:  # noqa: BLE001 - any backend trouble is recorded, never raised to a boot
-                err = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-                if attempt < self.attempts:
-                    await asyncio.sleep(delay)
-                    delay *= 2
-        self._record(backend.name, op, mac, False, self.attempts, err)
+        async with self._slots:
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    if op == "grant":
+                        await asyncio.wait_for(backend.grant(mac, expires, user), self.call_timeout)
+                    elif op == "revoke":
+                        await asyncio.wait_for(backend.revoke(mac), self.call_timeout)
+                    else:
+                        await asyncio.wait_for(backend.reauthenticate(mac), self.call_timeout)
+                    await self._record(backend.name, op, mac, True, attempt)
+                    return True
+                except Exception as e:  # noqa: BLE001 - any backend trouble is recorded, never raised to a boot
+                    err = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                    if isinstance(e, TimeoutError):
+                        err = f"TimeoutError: no answer within {self.call_timeout:g} s"
+                    if attempt < self.attempts:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.max_backoff)
+        await self._record(backend.name, op, mac, False, self.attempts, err)
         log.warning("mab: %s %s for %s failed after %d attempts: %s", backend.name, op, mac, self.attempts, err)
         return False
 
-    def _record(self, backend: str, op: str, mac: str, ok: bool, attempts: int, error: str = "") -> None:
+    async def _record(self, backend: str, op: str, mac: str, ok: bool, attempts: int, error: str = "") -> None:
         self.history.append(MabOutcome(self.clock(), mac, backend, op, ok, attempts, error))
         self.counts[(backend, op, ok)] = self.counts.get((backend, op, ok), 0) + 1
+        if self.audit is not None:
+            try:
+                await self.audit("bootgate", f"mab.{op}", mac, ok, {"backend": backend, "attempts": attempts,
+                                                                    "error": error})
+            except Exception:  # noqa: BLE001 - the audit log's trouble must not undo a NAC call
+                log.exception("mab: audit record for %s %s failed", op, mac)
+
+    def _lock(self, mac: str) -> asyncio.Lock:
+        return self._locks.setdefault(mac, asyncio.Lock())
 
     async def grant_and_reauthenticate(self, mac: str, user: str) -> bool:
+        """Grants (or extends) the exception on every backend, then re-authenticates the port where the
+        grant worked. Idempotent: a second call leaves the same state with a later expiry."""
         m = normalize_mac(mac)
-        expires = self.clock() + self.ttl
-        self._granted[m] = expires
-        ok = True
-        for b in self.backends:
-            if await self._call(b, "grant", m, expires, user):
-                ok = await self._call(b, "reauthenticate", m) and ok
-            else:
-                ok = False
-        return ok
+        async with self._lock(m):
+            now = self.clock()
+            expires = now + self.ttl
+            entry = self._state.setdefault(m, {"mac": m, "user": user, "granted": now, "expires": expires,
+                                               "backends": {}})
+            entry.update(user=user, granted=now, expires=expires)
+            self._save()
+            ok = True
+            for b in self.backends:
+                if await self._call(b, "grant", m, expires, user):
+                    self._set(m, b.name, state="granted", error="")
+                    reauth = await self._call(b, "reauthenticate", m)
+                    self._set(m, b.name, reauthenticated=reauth, error="" if reauth else self._last_error())
+                    ok = reauth and ok
+                else:
+                    self._set(m, b.name, state="grant_failed", error=self._last_error())
+                    ok = False
+            self._save()
+            return ok
+
+    def _last_error(self) -> str:
+        return self.history[-1].error if self.history else ""
 
     async def revoke(self, mac: str, reauthenticate: bool = False) -> bool:
+        """Removes the exception from every backend (idempotent). One that fails keeps the entry listed as
+        revoke_failed, due at once, so the expiry sweep tries again."""
         m = normalize_mac(mac)
-        self._granted.pop(m, None)
-        ok = True
-        for b in self.backends:
-            ok = await self._call(b, "revoke", m) and ok
-            if reauthenticate:
-                ok = await self._call(b, "reauthenticate", m) and ok
-        return ok
+        async with self._lock(m):
+            entry = self._state.setdefault(m, {"mac": m, "user": "", "granted": self.clock(),
+                                               "expires": self.clock(), "backends": {}})
+            ok = True
+            for b in self.backends:
+                if await self._call(b, "revoke", m):
+                    self._set(m, b.name, state="revoked", error="")
+                else:
+                    self._set(m, b.name, state="revoke_failed", error=self._last_error())
+                    ok = False
+                if reauthenticate:
+                    await self._call(b, "reauthenticate", m)
+            if ok:
+                self._state.pop(m, None)
+            else:
+                entry["expires"] = min(entry["expires"], self.clock())
+            self._save()
+            self._locks.pop(m, None)
+            return ok
 
     async def expire(self) -> list[str]:
-        """Revokes every exception whose time is up; returns their MACs."""
+        """Revokes every exception whose time is up (and retries failed revokes); returns their MACs."""
         now = self.clock()
-        due = [m for m, exp in self._granted.items() if exp <= now]
+        due = [m for m, e in self._state.items() if e["expires"] <= now]
         for b in self.backends:
-            if isinstance(b, FreeRadiusRestBackend):
-                due += [m for m in b.table.expired() if m not in due]
+            expired = getattr(b, "expired", None)
+            if expired is not None:
+                try:
+                    due += [m for m in map(normalize_mac, await expired()) if m not in due]
+                except Exception as e:  # noqa: BLE001
+                    log.warning("mab: %s: listing expired exceptions failed: %s", b.name, e)
         for m in due:
             await self.revoke(m)
         return due
@@ -279,3 +401,35 @@ class MabManager:
             except Exception:  # noqa: BLE001
                 log.exception("mab: expiry sweep failed")
             await asyncio.sleep(interval)
+
+    # -- wiring -----------------------------------------------------------------------------------------------
+    def attach(self, audit: Audit | None = None, registry: CollectorRegistry | None = None) -> None:
+        """Called once by the composition root: audit records go to `audit` (the store's audit()), metrics
+        (bootgate_mab_calls_total{backend,operation,result}, bootgate_mab_exceptions{state}) to `registry`."""
+        if audit is not None:
+            self.audit = audit
+        if registry is not None:
+            registry.register(MabCollector(self))
+
+
+class MabCollector(Collector):
+    def __init__(self, manager: MabManager) -> None:
+        self.manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily("bootgate_mab_calls", "MAB backend calls by backend, operation and result "
+                                    "(after retries)", labels=["backend", "operation", "result"])
+        for (backend, op, ok), n in sorted(self.manager.counts.items()):
+            calls.add_metric([backend, op, "ok" if ok else "error"], n)
+        yield calls
+        held = GaugeMetricFamily("bootgate_mab_exceptions", "MAB exceptions bootgate holds, by state",
+                                 labels=["state"])
+        states: dict[str, int] = {"active": 0, "expired": 0, "revoke_failed": 0}
+        for e in self.manager.exceptions():
+            states[e["state"]] = states.get(e["state"], 0) + 1
+        for state, n in sorted(states.items()):
+            held.add_metric([state], n)
+        yield held
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
