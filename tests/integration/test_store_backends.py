@@ -166,3 +166,39 @@ async def test_concurrent_first_boots_agree(store: Store) -> None:
     assert len(listed) == len(hosts)  # every answer names a host that exists
     assert len(hosts) == 1
     assert all(h["macs"] == ["52:54:00:00:03:01"] for h in listed)
+
+
+async def test_upgrade_0003_collapses_duplicate_open_runs(db_url: str) -> None:
+    # a 0003 database where one host has two unfinished runs of one deployment (and a finished one)
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(migrate.upgrade, "0003")
+        await conn.execute(sa.text("INSERT INTO hosts (id, name, uuid, serial, manufacturer, product, known,"
+                                   " registered, wipe_approved) VALUES (7, 'PC-7', '', 'S7', '', '', false, 1.0,"
+                                   " false)"))
+        await conn.execute(sa.text("INSERT INTO collections (id, name, description, rules, created) VALUES"
+                                   " (3, 'lab', '', '[]', 1.0)"))
+        await conn.execute(sa.text(
+            "INSERT INTO deployments (id, name, collection_id, profile, intent, countdown, one_shot,"
+            " require_approval, enabled, priority, created) VALUES (5, 'd', 3, '{\"kind\": \"chain\","
+            " \"url\": \"http://x/\"}', 'required', 0, true, false, true, 0, 1.0)"))
+        for rid, boot, state in ((1, "b1", "failure"), (2, "b2", "sent"), (3, "b3", "running")):
+            await conn.execute(sa.text(
+                f"INSERT INTO deployment_runs (id, deployment_id, host_id, boot_id, started, state) VALUES"
+                f" ({rid}, 5, 7, '{boot}', {rid}.0, '{state}')"))
+    await engine.dispose()
+    store = await Store.open(db_url)
+    try:
+        runs = {r["id"]: r["state"] for r in await store.list_runs(host_id=7)}
+        assert runs == {1: "failure", 2: "superseded", 3: "running"}
+        # the open run is restarted by a new send, not duplicated
+        await store.record_run(5, 7, "b4", 9.0)
+        runs2 = await store.list_runs(host_id=7)
+        assert [(r["id"], r["boot_id"], r["state"]) for r in runs2] == [
+            (1, "b1", "failure"), (2, "b2", "superseded"), (3, "b4", "sent")]
+        async with store.engine.begin() as conn:
+            with pytest.raises(sa.exc.IntegrityError):
+                await conn.execute(sa.text("INSERT INTO deployment_runs (deployment_id, host_id, boot_id, started,"
+                                           " state) VALUES (5, 7, 'b5', 10.0, 'sent')"))
+    finally:
+        await store.close()

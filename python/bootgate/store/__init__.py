@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..policy import MachineAction
 from . import migrate, schema
-from .inventory import InventoryMixin, NotFound, Conflict
+from .inventory import InventoryMixin, NotFound, Conflict, dialect_insert
 
 __all__ = ["BootRecord", "Conflict", "EventRecord", "NotFound", "Store", "BOOT_STATES"]
 
@@ -57,7 +58,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA busy_timeout=30000")  # other processes on the same file
     cur.close()
 
 
@@ -77,6 +78,7 @@ class Store(InventoryMixin):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -106,22 +108,18 @@ class Store(InventoryMixin):
     async def record_boot(self, boot: BootRecord) -> None:
         """Stores a boot and updates (or creates) the machine it came from."""
         m = schema.machines
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             values = dict(boot.__dict__)
             values["capabilities"] = orjson.dumps(boot.capabilities).decode()
             await conn.execute(insert(schema.boots).values(**values))
             ident = {"uuid": boot.uuid, "serial": boot.serial, "manufacturer": boot.manufacturer,
                      "product": boot.product}
-            res = await conn.execute(
-                update(m).where(m.c.mac == boot.mac).values(
-                    last_seen=boot.time,
-                    first_seen=func.coalesce(m.c.first_seen, boot.time),
-                    **ident,
-                )
-            )
-            if res.rowcount == 0:
-                await conn.execute(insert(m).values(mac=boot.mac, first_seen=boot.time, last_seen=boot.time,
-                                                    **ident))
+            # one statement: two processes recording a MAC's first boot at once both succeed
+            ins = dialect_insert(conn, m).values(mac=boot.mac, first_seen=boot.time, last_seen=boot.time, **ident)
+            await conn.execute(ins.on_conflict_do_update(index_elements=[m.c.mac], set_={
+                "last_seen": ins.excluded.last_seen,
+                "first_seen": func.coalesce(m.c.first_seen, ins.excluded.first_seen),
+                **{k: getattr(ins.excluded, k) for k in ident}}))
 
     async def get_action(self, mac: str) -> MachineAction | None:
         a = schema.actions
@@ -135,7 +133,7 @@ class Store(InventoryMixin):
         a, m = schema.actions, schema.machines
         now = time.time()
         values = {"kernel": action.kernel, "initrd": action.initrd, "args": action.args, "updated": now}
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             res = await conn.execute(update(a).where(a.c.mac == mac).values(**values))
             if res.rowcount == 0:
                 await conn.execute(insert(a).values(mac=mac, **values))
@@ -145,7 +143,7 @@ class Store(InventoryMixin):
 
     async def delete_action(self, mac: str) -> bool:
         a = schema.actions
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             res = await conn.execute(delete(a).where(a.c.mac == mac))
         return bool(res.rowcount)
 
@@ -212,7 +210,7 @@ class Store(InventoryMixin):
         if state not in BOOT_STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(BOOT_STATES)}")
         b = schema.boots
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             exists = (await conn.execute(select(b.c.id).where(b.c.id == boot_id))).first()
             if exists is None:
                 return False
@@ -229,7 +227,7 @@ class Store(InventoryMixin):
             return
         rows = [{"kind": r.kind, "time": r.time, "mac": r.mac, "client_ip": r.client_ip,
                  "detail": orjson.dumps(r.detail).decode()} for r in records]
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(insert(schema.events), rows)
 
     async def list_events(self, *, kind: str | None = None, mac: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -11,11 +12,13 @@ import re
 import secrets
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -89,12 +92,46 @@ def _collection_dict(r: Any, members: Sequence[int] = ()) -> dict[str, Any]:
             "members": list(members), "created": r.created, "require_login": bool(r.require_login)}
 
 
+def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
+    """INSERT with the dialect's ON CONFLICT support (SQLite and PostgreSQL spell it alike)."""
+    if conn.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+async def serialize(conn: AsyncConnection, keys: Sequence[str]) -> None:
+    """Serializes this transaction against every other one (in any process on the same database) that
+    names one of `keys`, until it ends. PostgreSQL: transaction-scoped advisory locks, taken in a fixed
+    order so two transactions cannot deadlock. SQLite: a database has one writer at a time, so the
+    transaction starts by writing (it then holds the write lock; others wait for it, busy_timeout)."""
+    if conn.dialect.name == "postgresql":
+        ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+                      for k in keys})
+        for i in ids:
+            await conn.execute(select(func.pg_advisory_xact_lock(i)))
+    elif conn.dialect.name == "sqlite":
+        t = schema.store_settings
+        await conn.execute(update(t).where(t.c.key == "").values(value=t.c.value))
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class InventoryMixin:
     engine: AsyncEngine
+    _write_lock: asyncio.Lock | None  # SQLite: one writer at a time, queued here instead of busy-polling
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. With SQLite the process's writers take turns on a lock (the database
+        allows one writer; waiting here is fair and needs no busy-timeout polling)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
 
     # ---- identity and zero-touch registration
 
@@ -118,7 +155,8 @@ class InventoryMixin:
                         ) -> tuple[int | None, Match]:
         h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
         u, s = ident.good_uuid, ident.good_serial
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
+            await serialize(conn, [f"mac:{ident.mac}"] + ([f"uuid:{u}"] if u else []) + ([f"serial:{s}"] if s else []))
             conds: list[ColumnElement[bool]] = [h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == ident.mac))]
             if u:
                 conds.append(h.c.uuid == u)
@@ -185,7 +223,7 @@ class InventoryMixin:
 
     async def set_setting(self, key: str, value: Any) -> None:
         t = schema.store_settings
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             res = await conn.execute(update(t).where(t.c.key == key).values(value=_j(value)))
             if res.rowcount == 0:
                 await conn.execute(insert(t).values(key=key, value=_j(value)))
@@ -257,9 +295,16 @@ class InventoryMixin:
     # ---- deployment runs and statuses
 
     async def record_run(self, deployment_id: int, host_id: int, boot_id: str, now: float) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(schema.deployment_runs).values(
-                deployment_id=deployment_id, host_id=host_id, boot_id=boot_id, started=now, state="sent"))
+        """A deployment sent to a host. A host has at most one unfinished run of a deployment (a unique
+        index): sending it again before a result (a retried or concurrent boot, here or in another
+        process on the same database) restarts that run with the newer boot instead of adding one."""
+        r = schema.deployment_runs
+        async with self._begin() as conn:
+            ins = dialect_insert(conn, r).values(deployment_id=deployment_id, host_id=host_id, boot_id=boot_id,
+                                                 started=now, state="sent")
+            await conn.execute(ins.on_conflict_do_update(
+                index_elements=[r.c.deployment_id, r.c.host_id], index_where=schema.RUN_ACTIVE,
+                set_={"boot_id": ins.excluded.boot_id, "started": ins.excluded.started, "state": "sent"}))
             await conn.execute(update(schema.boots).where(schema.boots.c.id == boot_id)
                                .values(deployment_id=deployment_id))
 
@@ -270,11 +315,15 @@ class InventoryMixin:
         boot = (await conn.execute(select(b.c.host_id, b.c.deployment_id).where(b.c.id == boot_id))).first()
         if boot is None or boot.host_id is None:
             return
+        # this boot's run, or (a boot whose run was restarted by a concurrent boot) the open run of its deployment
+        mine = r.c.boot_id == boot_id
+        if boot.deployment_id is not None:
+            mine = or_(mine, (r.c.deployment_id == boot.deployment_id) & (r.c.host_id == boot.host_id)
+                       & schema.RUN_ACTIVE)
         if state in ("started", "step"):
-            await conn.execute(update(r).where((r.c.boot_id == boot_id) & (r.c.state == "sent"))
-                               .values(state="running"))
+            await conn.execute(update(r).where(mine & (r.c.state == "sent")).values(state="running"))
         elif state in ("success", "failure"):
-            await conn.execute(update(r).where(r.c.boot_id == boot_id).values(state=state, finished=now))
+            await conn.execute(update(r).where(mine).values(state=state, finished=now))
             if state == "success":
                 await conn.execute(update(h).where(h.c.id == boot.host_id)
                                    .values(installed_at=now, wipe_approved=False))
@@ -328,7 +377,7 @@ class InventoryMixin:
         bad = set(values) - allowed
         if bad:
             raise ValueError(f"cannot change {', '.join(sorted(bad))}")
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             try:
                 res = await conn.execute(update(h).where(h.c.id == host_id).values(**values))
             except IntegrityError:
@@ -347,7 +396,7 @@ class InventoryMixin:
     async def set_mac_shared(self, mac: str, shared: bool, actor: str) -> None:
         sm = schema.shared_macs
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(delete(sm).where(sm.c.mac == mac))
             if shared:
                 await conn.execute(insert(sm).values(mac=mac, time=now, reason=f"marked by {actor}"))
@@ -360,7 +409,7 @@ class InventoryMixin:
         c = schema.collections
         now = time.time()
         self._invalidate()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             try:
                 res = await conn.execute(insert(c).values(name=name, rules=_j(rules), description=description,
                                                           created=now, require_login=require_login).returning(c.c.id))
@@ -409,7 +458,7 @@ class InventoryMixin:
         if "rules" in values:
             values["rules"] = _j(values["rules"])
         self._invalidate()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             try:
                 res = await conn.execute(update(c).where(c.c.id == cid).values(**values))
             except IntegrityError:
@@ -423,7 +472,7 @@ class InventoryMixin:
     async def delete_collection(self, cid: int, actor: str) -> None:
         c, cm, d = schema.collections, schema.collection_members, schema.deployments
         self._invalidate()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             used = (await conn.execute(select(d.c.id).where(d.c.collection_id == cid).limit(1))).first()
             if used is not None:
                 raise Conflict(f"collection {cid} has deployments: delete them first")
@@ -435,7 +484,7 @@ class InventoryMixin:
 
     async def set_member(self, cid: int, host_id: int, member: bool, actor: str) -> None:
         cm, c, h = schema.collection_members, schema.collections, schema.hosts
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             if (await conn.execute(select(c.c.id).where(c.c.id == cid))).first() is None:
                 raise NotFound(f"no collection {cid}")
             if (await conn.execute(select(h.c.id).where(h.c.id == host_id))).first() is None:
@@ -454,7 +503,7 @@ class InventoryMixin:
         row = dict(values)
         row["profile"] = _j(row["profile"])
         self._invalidate()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             try:
                 res = await conn.execute(insert(d).values(created=now, **row).returning(d.c.id))
             except IntegrityError:
@@ -489,7 +538,7 @@ class InventoryMixin:
         if "profile" in row:
             row["profile"] = _j(row["profile"])
         self._invalidate()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             try:
                 res = await conn.execute(update(d).where(d.c.id == did).values(**row))
             except IntegrityError:
@@ -502,7 +551,7 @@ class InventoryMixin:
     async def delete_deployment(self, did: int, actor: str) -> None:
         d, a = schema.deployments, schema.approvals
         self._invalidate()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(delete(a).where(a.c.deployment_id == did))
             res = await conn.execute(delete(d).where(d.c.id == did))
             if res.rowcount == 0:
@@ -527,7 +576,7 @@ class InventoryMixin:
     async def approve(self, did: int, host_id: int, actor: str, note: str = "") -> dict[str, Any]:
         a, d, h = schema.approvals, schema.deployments, schema.hosts
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             if (await conn.execute(select(d.c.id).where(d.c.id == did))).first() is None:
                 raise NotFound(f"no deployment {did}")
             if (await conn.execute(select(h.c.id).where(h.c.id == host_id))).first() is None:
@@ -541,7 +590,7 @@ class InventoryMixin:
 
     async def revoke(self, aid: int, actor: str) -> None:
         a = schema.approvals
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             res = await conn.execute(delete(a).where(a.c.id == aid))
             if res.rowcount == 0:
                 raise NotFound(f"no approval {aid}")
@@ -579,7 +628,7 @@ class InventoryMixin:
         """May the installer of `boot_id` wipe its disk? Yes only for a new machine (no recorded install)
         or one explicitly approved for wiping. Every answer is audited."""
         b, h = schema.boots, schema.hosts
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             boot = (await conn.execute(select(b.c.host_id, b.c.mac).where(b.c.id == boot_id))).first()
             host = None
             if boot is not None and boot.host_id is not None:
@@ -612,7 +661,7 @@ class InventoryMixin:
                                                            target=target[:256], allowed=allowed, detail=_j(detail)))
 
     async def audit(self, actor: str, action: str, target: str, allowed: bool | None, detail: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await self._audit(conn, actor, action, target, allowed, detail, time.time())
 
     async def list_audit(self, *, action: str | None = None, limit: int = 100, before: int | None = None
@@ -636,7 +685,7 @@ class InventoryMixin:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         t = schema.api_tokens
         token = "bgt_" + secrets.token_urlsafe(32)
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             try:
                 await conn.execute(insert(t).values(name=name, role=role, token_sha256=token_hash(token),
                                                     created=time.time()))
@@ -659,7 +708,7 @@ class InventoryMixin:
 
     async def delete_token(self, name: str, actor: str) -> None:
         t = schema.api_tokens
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             res = await conn.execute(delete(t).where(t.c.name == name))
             if res.rowcount == 0:
                 raise NotFound(f"no token {name!r}")

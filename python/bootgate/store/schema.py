@@ -178,6 +178,12 @@ deployment_runs = Table(
     Index("ix_deployment_runs_boot", "boot_id"),
 )
 
+# 0004: at most one unfinished run per (deployment, host), so concurrent first boots (even in two processes on
+# one database) record one run; older duplicates were marked "superseded" by the migration
+RUN_ACTIVE = deployment_runs.c.state.in_(("sent", "running"))
+Index("uq_deployment_runs_active", deployment_runs.c.deployment_id, deployment_runs.c.host_id, unique=True,
+      sqlite_where=RUN_ACTIVE, postgresql_where=RUN_ACTIVE)
+
 approvals = Table(
     "approvals",
     metadata,
