@@ -291,11 +291,13 @@ async def test_menu_item_of_a_login_collection_and_the_technician_menu(slapd: la
         hidden = await deploy(env, "lab-image", login=False, intent="available", collection="lab",
                               kernel="tools/memtest")
         menu = (await env.client.get("/boot", params=ident(MAC, "SN1"))).text
-        assert "item technician" in menu and "desk-image" in menu and "lab-image" not in menu
+        assert "item technician" in menu and "lab-image" not in menu
+        assert re.search(r"^item d\d+ desk-image \(login\)$", menu, re.M), menu
         item = re.search(r"^chain (\S+/boot/run\?\S+) \|\| goto failed$", menu, re.M)
         assert item
         r = await env.client.get(item.group(1))  # the collection requires a login
         assert r.status_code == 200 and "login || goto bg_cancel" in r.text
+        assert "echo bootgate: desk-image needs a login\n" in r.text
         tech = re.search(r"^chain (\S+/boot/technician\?\S+) \|\| goto local$", menu, re.M)
         assert tech
         r = await env.client.get(tech.group(1))

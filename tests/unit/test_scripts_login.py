@@ -49,3 +49,17 @@ def test_technician_menu_items_and_escaping() -> None:
     assert not any(ln.startswith("chain x") for ln in lines)
     with pytest.raises(ValueError):
         render_technician("not-hex", [], user="u", server_base="https://b:8051", query="")
+
+
+def test_menu_marks_login_items_and_login_prompt_is_escaped() -> None:
+    from bootgate.policy.deploy import Menu, MenuItem
+    from bootgate.scripts import render_menu
+    from bootgate.web.login import login_script
+
+    m = render_menu(Menu((MenuItem(1, "a", True), MenuItem(2, "b", False)), default=1, timeout=5), title="t",
+                    boot_id=BOOT, server_base="https://b:8051", login_items={2})
+    assert "item d1 [required] a\n" in m and "item d2 b (login)\n" in m
+    s = login_script("https://b:8051", "/boot/run", "boot=1&mac=m", prompt="x || reboot ${password}\nshell")
+    lines = s.splitlines()
+    assert "echo x ?? reboot ??password??shell" in lines
+    assert not any(ln.strip() in ("reboot", "shell") for ln in lines)

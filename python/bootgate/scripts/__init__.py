@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from urllib.parse import quote
 
 from ..policy import Action, BootKernel, Exit
@@ -241,14 +242,17 @@ def _check_boot_id(boot_id: str) -> None:
         raise ValueError("boot_id must be lowercase hex")
 
 
-def render_menu(menu: Menu, *, title: str, boot_id: str, server_base: str) -> str:
-    """The deployment menu: required items marked and preselected with their countdown, the local
-    disk, and the technician entry (its login belongs to the technician route)."""
+def render_menu(menu: Menu, *, title: str, boot_id: str, server_base: str,
+                login_items: AbstractSet[int] = frozenset()) -> str:
+    """The deployment menu: required items marked and preselected with their countdown, items in
+    `login_items` marked "(login)", the local disk, and the technician entry (its login belongs to the
+    technician route)."""
     _check_boot_id(boot_id)
     lines = ["#!ipxe", f"menu bootgate: {_menu_text(title)}", "item --gap Deployments:"]
     for it in menu.items:
         mark = "[required] " if it.required else ""
-        lines.append(f"item d{it.deployment_id} {mark}{_menu_text(it.name)}")
+        login_mark = " (login)" if it.deployment_id in login_items else ""
+        lines.append(f"item d{it.deployment_id} {mark}{_menu_text(it.name)}{login_mark}")
     lines += ["item --gap Other:", "item local Boot from the local disk"]
     if menu.technician:
         lines.append("item technician Technician menu (login)")

@@ -145,13 +145,14 @@ async def boot(request: Request) -> Response:
     pre = ipxe_script_lines(st.settings.branchcache, ip)
     try:
         if isinstance(decision, Menu):
-            script = render_menu(decision, title=title, boot_id=boot_id, server_base=base)
+            script = render_menu(decision, title=title, boot_id=boot_id, server_base=base,
+                                 login_items={d.id for d in deps if login.deployment_needs_login(d, colls)})
         elif isinstance(decision, RunProfile):
             assert host is not None
             deployment_id = decision.deployment_id
             login_first = login.deployment_needs_login(next(d for d in deps if d.id == deployment_id), colls)
             if login_first:
-                script = login.run_login_script(request, boot_id, deployment_id, mac)
+                script = login.run_login_script(request, boot_id, deployment_id, mac, decision.name)
             else:
                 script = render_profile(decision.profile, mac=mac, name=host.name, boot_id=boot_id,
                                         deployment_id=deployment_id, content_base=base, callback_base=cb,
@@ -231,7 +232,8 @@ async def boot_run(request: Request) -> Response:
         d = {x.id: x for x in applicable(host, deps, colls, done, approved, now).deployments}.get(int(dep_raw))
         if d is not None and login.deployment_needs_login(d, colls):
             gate = await login.require_login(request, mac=b["mac"], next_path="/boot/run",
-                                             query={"boot": boot_id, "deployment": dep_raw, "mac": b["mac"]})
+                                             query={"boot": boot_id, "deployment": dep_raw, "mac": b["mac"]},
+                                             prompt=f"bootgate: {d.name} needs a login")
             if isinstance(gate, Response):
                 return gate
             tok = gate

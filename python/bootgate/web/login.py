@@ -37,7 +37,7 @@ from ..auth.service import SecurityService
 from ..auth.tokens import BootToken, TokenError, normalize_mac
 from ..config import Settings
 from ..policy.deploy import Collection, Deployment, Profile
-from ..scripts import render_technician
+from ..scripts import echo_text, render_technician
 
 __all__ = ["check_boot_token", "login_script", "plain_http_refused", "query_hash", "routes", "security_of",
            "security_install", "security_start", "security_stop"]
@@ -91,7 +91,7 @@ def login_script(base: str, next_path: str = "/boot", query: str = DEFAULT_QUERY
     scheme, _, hostport = base.partition("://")
     auth_url = (f"{scheme}://${{username:uristring}}:${{password:uristring}}@{hostport}/login/auth?"
                 f"next={next_path}&{query}")
-    echo = f"echo {prompt}\n" if prompt and prompt.isprintable() and "$" not in prompt else ""
+    echo = f"echo {echo_text(prompt)}\n" if prompt else ""
     return ("#!ipxe\n"
             ":bg_login\n"
             f"{echo}"
@@ -367,10 +367,11 @@ def _login_base(request: Request) -> str:
     return f"https://{host}:{port}" if port else _base(request).replace("http://", "https://", 1)
 
 
-def run_login_script(request: Request, boot_id: str, deployment_id: int, mac: str) -> str:
+def run_login_script(request: Request, boot_id: str, deployment_id: int, mac: str, name: str = "") -> str:
     """The /boot answer for a required deployment that needs a login: log in, then /boot/run."""
     return login_script(_login_base(request), "/boot/run",
-                        urlencode({"boot": boot_id, "deployment": str(deployment_id), "mac": mac}))
+                        urlencode({"boot": boot_id, "deployment": str(deployment_id), "mac": mac}),
+                        prompt=f"bootgate: {name or 'this deployment'} needs a login")
 
 
 async def _audit(request: Request, actor: str, action: str, target: str, allowed: bool,
@@ -397,8 +398,8 @@ async def _token_refused(request: Request, mac: str, reason: str, what: str) -> 
                              status_code=403, headers={"Cache-Control": "no-store"})
 
 
-async def require_login(request: Request, *, mac: str, next_path: str,
-                        query: Mapping[str, str]) -> BootToken | Response:
+async def require_login(request: Request, *, mac: str, next_path: str, query: Mapping[str, str],
+                        prompt: str = "") -> BootToken | Response:
     """The login gate of a boot step: without ``bgt=`` the login script (which comes back to `next_path`
     with `query` and a token); with one, the verified token - single use, for this machine, issued for
     exactly this path and query - or the refusal to send."""
@@ -407,7 +408,7 @@ async def require_login(request: Request, *, mac: str, next_path: str,
         return _script(_NO_DIRECTORY)
     token = request.query_params.get(TOKEN_PARAM, "")
     if not token:
-        return _script(login_script(_login_base(request), next_path, urlencode(dict(query))))
+        return _script(login_script(_login_base(request), next_path, urlencode(dict(query)), prompt=prompt))
     try:
         tok = sec.signer.verify(token, mac=mac)
         if tok.claims.get("next") != next_path or tok.claims.get("qh") != query_hash(dict(request.query_params)):
@@ -438,7 +439,8 @@ async def technician_token(request: Request, boot_id: str, mac: str) -> BootToke
 
 async def technician_menu(request: Request, boot_id: str, mac: str) -> Response:
     """/boot/technician: always behind a login; then every enabled deployment, with a technician token."""
-    gate = await require_login(request, mac=mac, next_path="/boot/technician", query={"boot": boot_id, "mac": mac})
+    gate = await require_login(request, mac=mac, next_path="/boot/technician", query={"boot": boot_id, "mac": mac},
+                               prompt="bootgate: the technician menu needs a login")
     if isinstance(gate, Response):
         return gate
     sec = security_of(request)
