@@ -27,6 +27,7 @@ from bootgate.store import Store
 from bootgate.web import Deps, create_app
 from bootgate.web.hooks import hooks_of
 from tests.conftest import ADMIN_TOKEN, free_port, settings_for
+from tests.integration import freeradius_lab as fr
 from tests.integration import slapd_lab as lab
 from tests.integration.slapd_lab import slapd  # noqa: F401 - the fixture
 
@@ -358,3 +359,34 @@ async def test_template_profile_gets_the_token_as_auth(slapd: lab.Slapd, tmp_pat
         assert "bgt=" in url and (await env.client.get(url)).content == b"MEMTEST"
     async with make_env(tmp_path / "http", "", base_url="http://boot.example:8050") as env:
         assert (await env.client.get("/login.ipxe")).status_code == 403
+
+
+@pytest.mark.skipif(not fr.AVAILABLE, reason=fr.SKIP_REASON)
+async def test_switch_down_boot_proceeds_failure_visible(slapd: lab.Slapd, tmp_path: Path) -> None:
+    switch = fr.start_switch(tmp_path / "switch")  # a real FreeRADIUS "switch", stopped: RADIUS down
+    switch.stop()
+    dead = switch.port
+    body = ldap_section(slapd) + f"""
+        [mab]
+        backend = "freeradius"
+        coa_targets = "127.0.0.1:{dead}"
+        coa_secret = "switch-secret"
+        attempts = 2
+        timeout = 1
+        """
+    async with make_env(tmp_path, body) as env:
+        await deploy(env, "install", login=True)
+        r = await login(env, await boot_to_login(env))
+        assert r.status_code == 200
+        assert env.sec.mab is not None and env.sec.mab._tasks  # the NAC calls run after the answer
+        r = await env.client.get(chained(r.text))
+        assert r.status_code == 200 and "kernel https://" in r.text  # the boot goes on
+        await env.settle()
+        listed = (await env.client.get("/api/v1/mab/exceptions", headers=AUTH)).json()
+        ops = {(h["operation"], h["ok"]) for h in listed["history"]}
+        assert ("grant", True) in ops and ("reauthenticate", False) in ops
+        audit = (await env.client.get("/api/v1/audit", headers=AUTH, params={"action": "mab.reauthenticate"})).json()
+        assert audit and audit[0]["allowed"] is False and audit[0]["target"] == MAC
+        metrics = (await env.client.get("/metrics")).text
+        assert re.search(r'bootgate_mab_calls_total\{backend="freeradius",operation="reauthenticate",'
+                         r'result="error"\} 1\.0', metrics), metrics
