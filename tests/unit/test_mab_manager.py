@@ -215,3 +215,14 @@ async def test_api_view_lists_state_and_last_errors() -> None:
     assert states == {MAC: ("granted", ""), "52:54:00:00:00:01": ("grant_failed", "ConnectionError: nac unreachable")}
     assert [(h["operation"], h["mac"], h["ok"]) for h in view["history"]][:2] == [
         ("grant", "52:54:00:00:00:01", False), ("reauthenticate", MAC, True)]
+
+
+async def test_revoking_an_unknown_mac_lists_it_only_when_a_backend_failed() -> None:
+    nac = Nac()
+    m = manager(nac, attempts=1)
+    assert await m.revoke("52:54:00:00:00:09") and m.exceptions() == []  # nothing held, nothing listed
+    nac.down = 1
+    assert not await m.revoke("52:54:00:00:00:09")
+    [e] = m.exceptions()
+    assert e["mac"] == "52:54:00:00:00:09" and e["state"] == "revoke_failed"
+    assert await m.expire() == ["52:54:00:00:00:09"] and m.exceptions() == []

@@ -349,21 +349,24 @@ class MabManager:
         revoke_failed, due at once, so the expiry sweep tries again."""
         m = normalize_mac(mac)
         async with self._lock(m):
-            entry = self._state.setdefault(m, {"mac": m, "user": "", "granted": self.clock(),
-                                               "expires": self.clock(), "backends": {}})
-            ok = True
+            results: dict[str, dict[str, str]] = {}
             for b in self.backends:
                 if await self._call(b, "revoke", m):
-                    self._set(m, b.name, state="revoked", error="")
+                    results[b.name] = {"state": "revoked", "error": ""}
                 else:
-                    self._set(m, b.name, state="revoke_failed", error=self._last_error())
-                    ok = False
+                    results[b.name] = {"state": "revoke_failed", "error": self._last_error()}
                 if reauthenticate:
                     await self._call(b, "reauthenticate", m)
+            ok = all(r["state"] == "revoked" for r in results.values())
             if ok:
                 self._state.pop(m, None)
-            else:
-                entry["expires"] = min(entry["expires"], self.clock())
+            else:  # keep it listed (an unknown MAC too: the NAC may still hold it), due at once for the sweep
+                now = self.clock()
+                entry = self._state.setdefault(m, {"mac": m, "user": "", "granted": now, "expires": now,
+                                                   "backends": {}})
+                entry["expires"] = min(entry["expires"], now)
+                for name, r in results.items():
+                    self._set(m, name, **r)
             self._save()
             self._locks.pop(m, None)
             return ok
