@@ -141,3 +141,13 @@ async def test_views_on_both_databases(kind: str, tmp_path: Path, request: pytes
     finally:
         await engine.dispose()
         await b.close()
+
+
+@needs_freeradius
+async def test_an_unreachable_database_fails_closed(tmp_path: Path) -> None:
+    radius = fr.start_sql_auth_server(tmp_path / "radius", tmp_path / "missing" / "mab.db", TABLE)
+    try:
+        assert (await fr.mab_request(radius.port, SPELLINGS[0])).startswith("Access-Reject")
+        assert "[bootgate_mab_sql] = fail" in radius.log()
+    finally:
+        radius.stop()
