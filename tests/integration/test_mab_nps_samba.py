@@ -182,3 +182,16 @@ async def test_directory_trouble_is_an_error_the_manager_records(dc: sl.SambaDc)
     assert entry["backends"]["nps"]["state"] == "grant_failed" and "bind" in entry["backends"]["nps"]["error"]
     assert m.counts[("nps", "grant", False)] == 1
     assert filetime(0) == 116444736000000000
+
+
+async def test_the_group_password_policy_is_what_admits_a_mac_as_password(dc: sl.SambaDc) -> None:
+    name = "525400000005"
+    clear(dc, name)
+    with pytest.raises(NpsError, match="complexity"):  # outside the group the domain policy applies
+        await backend(dc, group_dn="").grant(name, time.time() + 600, "tech")
+    acct = account(dc, name)
+    assert acct is not None and int(str(acct["userAccountControl"])) & 0x2  # left disabled, never half-enabled
+    assert not nps_accepts(dc, name)
+    await backend(dc).grant(name, time.time() + 600, "tech")  # into the group first, then the password
+    assert nps_accepts(dc, name)
+    clear(dc, name)
