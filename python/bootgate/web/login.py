@@ -9,10 +9,17 @@ The flow (stock iPXE has ``login`` but no ``params``, so credentials travel as H
 2. ``/login/auth`` without credentials answers 401 with ``WWW-Authenticate: Basic``; iPXE repeats the
    request with an ``Authorization`` header over TLS. (The userinfo never appears in the request line, so
    access logs never hold it; this module never logs the header or the password.)
-3. On success the answer is a script that sets ``bgt`` and chains ``<next>?<same query>&bgt=<token>``; every
-   later URL carries the token, which the boot flow checks with :func:`check_boot_token`.
-   Failure answers 403 (wrong credentials, not in group, locked) so iPXE does not ask again by itself;
-   the login script loops back to the prompt.
+3. On success the answer is a script that sets ``bgt`` and chains ``<next>?<same query>&bgt=<token>``.
+   Failure answers 403 (wrong credentials, not in group), 429 (locked) or 503 (directory down) so iPXE
+   does not ask again by itself; the login script loops back to the prompt.
+
+The boot flow's hooks (web/boot.py calls them): :func:`plain_http_refused` (HTTPS, or plain HTTP for the
+clients [auth] http_script_clients names), :func:`deployment_needs_login` (policy), :func:`require_login`
+(the login script, or the single-use login token checked for this machine, path and query),
+:func:`technician_menu` / :func:`technician_token`, :func:`content_query` (the content token on kernel and
+initrd URLs) and :func:`content_gate` (for /content). :func:`security_install` wires the service into the
+app: metrics, MAB audit records, and install results (success revokes the machine's tokens and its MAB
+exception).
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ from ..config import Settings
 from ..policy.deploy import Collection, Deployment, Profile
 from ..scripts import echo_text, render_technician
 
-__all__ = ["check_boot_token", "login_script", "plain_http_refused", "query_hash", "routes", "security_of",
-           "security_install", "security_start", "security_stop"]
+__all__ = ["check_boot_token", "content_gate", "content_query", "deployment_needs_login", "login_script",
+           "plain_http_refused", "query_hash", "require_login", "routes", "run_login_script", "security_install",
+           "security_of", "security_start", "security_stop", "technician_menu", "technician_token"]
 
 log = logging.getLogger("bootgate.web.login")
 
