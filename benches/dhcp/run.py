@@ -7,6 +7,7 @@ three cases (DISCOVER arch 0, DISCOVER arch 7, REQUEST on 4011). Every step is b
 datagrams, 30 s at most); the namespaces are removed at the end. Needs root, iproute2, dnsmasq.
 
     sudo python3 benches/dhcp/run.py [--secs 2] [--rates 5000,10000,...] [--out benches/README-dhcp.md]
+        [--baseline-bin PATH]   (another build's bootgate-dhcpd, run in the same session: an A/B of engine changes)
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def main() -> int:
     ap.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="comma-separated request rates")
     ap.add_argument("--out", default=str(HERE.parent / "README-dhcp.md"), help="markdown results file")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline-bin", help="bootgate-dhcpd of another build (e.g. the previous commit) to run too, "
+                    "as server 'bootgate-base': an A/B under the same machine load")
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("dnsmasq"):
         print("needs root, iproute2 and dnsmasq", file=sys.stderr)
@@ -157,17 +160,20 @@ def main() -> int:
             results["echo"] = {"echo": sweep("echo", rates + [320_000, 480_000, 640_000], secs, 9007)}
         finally:
             stop(echo)
-        for name, cmd, ready in (
+        servers: list[tuple[str, list[str], str | None]] = [
             ("bootgate", [str(TARGET / "release" / "bootgate-dhcpd"), "bgdb-s", SRV_IP], "ready"),
             ("dnsmasq", ["dnsmasq", "--keep-in-foreground", f"--conf-file={dnsmasq_conf(tmp)}"], None),
-        ):
+        ]
+        if args.baseline_bin:
+            servers.insert(1, ("bootgate-base", [str(Path(args.baseline_bin).resolve()), "bgdb-s", SRV_IP], "ready"))
+        for name, cmd, ready in servers:
             print(name, flush=True)
             proc = start(cmd, ready)
             try:
                 results[name] = {case: sweep(case, rates, secs) for case in CASES}
             finally:
                 out = stop(proc)
-            if name == "bootgate":
+            if name.startswith("bootgate"):
                 counters = dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
                 print("  engine:", {k: v for k, v in counters.items() if v != "0"}, flush=True)
     finally:
@@ -205,6 +211,14 @@ def write_markdown(out: Path, results: dict[str, dict[str, list[dict[str, float]
         lines.append(f"| {case} | {b['clean_rate']:.0f} | {d['clean_rate']:.0f} | {ratio(b['clean_rate'], d['clean_rate'])} "
                      f"| {b['peak']:.0f} | {d['peak']:.0f} | {ratio(b['peak'], d['peak'])} | {b['clean_p99_us']:.0f} "
                      f"| {d['clean_p99_us']:.0f} |")
+    if "bootgate-base" in results:
+        lines += ["", "A/B in the same run: this build vs `--baseline-bin` (bootgate-base).", "",
+                  "| case | this build clean/s | base clean/s | this build peak/s | base peak/s | this build p99 (us) "
+                  "| base p99 (us) |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for case in CASES:
+            b, a = summary(results["bootgate"][case]), summary(results["bootgate-base"][case])
+            lines.append(f"| {case} | {b['clean_rate']:.0f} | {a['clean_rate']:.0f} | {b['peak']:.0f} | {a['peak']:.0f} "
+                         f"| {b['clean_p99_us']:.0f} | {a['clean_p99_us']:.0f} |")
     lines += ["", f"Load average (1 min) before / after the run: {LOADAVG[0]} / {LOADAVG[1]} — other work on the",
               "machine competes for the same cores, so compare the columns of one run, not runs of different days.",
               "", "## Every step", "",

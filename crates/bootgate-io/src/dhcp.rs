@@ -163,6 +163,7 @@ pub const COUNTER_NAMES: &[&str] = &[
     "malformed_not_request",
     "malformed_missing_message_type",
     "malformed_bad_option_length",
+    "malformed_oversize",
 ];
 
 /// Message types of the labelled `requests{type=..,arch=..}` counters, in index order (as the flat
@@ -267,7 +268,7 @@ const ARCH_BASE: usize = C::AnsweredStandby as usize + 1;
 /// Index of the first `malformed_*` counter.
 const MALFORMED_BASE: usize = ARCH_BASE + ArchFamily::COUNT;
 /// Parse error reasons with a counter, in counter order.
-const MALFORMED_REASONS: [&str; 7] = [
+const MALFORMED_REASONS: [&str; 8] = [
     "truncated",
     "bad_magic_cookie",
     "option_truncated",
@@ -275,6 +276,8 @@ const MALFORMED_REASONS: [&str; 7] = [
     "not_request",
     "missing_message_type",
     "bad_option_length",
+    // Not a parse error: a datagram larger than a receive slot (SLOT bytes).
+    "oversize",
 ];
 
 #[derive(Clone, Copy)]
@@ -313,12 +316,13 @@ enum C {
 
 /// Events kept for Python between drains; more are dropped and counted.
 const EVENT_CAPACITY: usize = 4096;
-/// Datagrams read from one socket per wake-up before the other gets its turn.
+/// Datagrams read from one socket per wake-up (one recvmmsg) before the other gets its turn.
 const BATCH: usize = 64;
+/// Bytes of one receive or send slot. DHCP requests and our replies are far smaller; a larger
+/// datagram is dropped and counted as `malformed_oversize`.
+const SLOT: usize = 4096;
 /// Requested socket receive buffer.
 const RCVBUF: usize = 1 << 20;
-/// Largest UDP payload.
-const RECV_BUF: usize = 65_535;
 /// Delayed replies held at most (a standby under a flood drops the excess, counted).
 const DELAY_CAPACITY: usize = 16_384;
 /// Clients a standby remembers (see [`StandbyTracker`]).
@@ -535,8 +539,7 @@ impl Worker {
     }
 
     fn run(self, stop_rx: UnixStream) {
-        let mut buf = vec![0u8; RECV_BUF];
-        let mut out = vec![0u8; RECV_BUF];
+        let mut batch = Batch::new();
         // Delays are the same for every reply of one policy, so the queue stays in due order
         // (a policy swap to a shorter delay may send a few replies early: harmless).
         let mut pending: VecDeque<Pending> = VecDeque::new();
@@ -566,10 +569,10 @@ impl Worker {
                 return;
             }
             if fds[0].revents != 0 {
-                self.drain_socket(&self.dhcp, Port::Dhcp, &mut buf, &mut out, &mut pending);
+                self.drain_socket(&self.dhcp, Port::Dhcp, &mut batch, &mut pending);
             }
             if fds[1].revents != 0 {
-                self.drain_socket(&self.pxe, Port::BootServer, &mut buf, &mut out, &mut pending);
+                self.drain_socket(&self.pxe, Port::BootServer, &mut batch, &mut pending);
             }
             self.send_due(&mut pending);
         }
@@ -612,29 +615,65 @@ impl Worker {
         }
     }
 
-    fn drain_socket(
-        &self,
-        sock: &UdpSocket,
-        port: Port,
-        buf: &mut [u8],
-        out: &mut [u8],
-        pending: &mut VecDeque<Pending>,
-    ) {
-        for _ in 0..BATCH {
-            match sock.recv_from(buf) {
-                Ok((n, from)) => self.handle(sock, port, &buf[..n], from, out, pending),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // WouldBlock: drained. Anything else (e.g. a queued ICMP error): try next wake-up.
-                Err(_) => return,
+    /// Reads up to BATCH datagrams with one recvmmsg, decides each, sends the replies with one
+    /// sendmmsg, then counts them and queues the events (in arrival order).
+    fn drain_socket(&self, sock: &UdpSocket, port: Port, batch: &mut Batch, pending: &mut VecDeque<Pending>) {
+        let n = batch.recv(sock.as_raw_fd());
+        let mut ready: Vec<Prepared> = Vec::with_capacity(n);
+        let mut sends = 0;
+        for i in 0..n {
+            let (len, truncated, from) = batch.received(i);
+            if truncated {
+                self.shared.inc(C::Received);
+                self.count_malformed_reason(MALFORMED_REASONS.len() - 1);
+                continue;
+            }
+            let (data, out) = batch.slots(i, sends);
+            if let Some(p) = self.handle(port, &data[..len], from, out, pending) {
+                if let Some(s) = &p.send {
+                    batch.set_dest(sends, s.dest, s.len);
+                    sends += 1;
+                }
+                ready.push(p);
+            }
+        }
+        let sent = batch.send(sock.as_raw_fd(), sends);
+        let mut k = 0;
+        for mut p in ready {
+            let sent = p.send.take().map(|s| {
+                let ok = sent.get(k).copied().unwrap_or(false);
+                k += 1;
+                if !ok {
+                    p.event.answer.clear();
+                    p.event.reason = "send_error";
+                }
+                (ok, s)
+            });
+            if !self.shared.events.push(p.event) {
+                self.shared.inc(C::EventsDropped);
+            }
+            if let Some((c, r)) = p.drop {
+                self.shared.drop_(c, r);
+            }
+            if let Some((ok, s)) = sent {
+                self.count_sent(ok, s.reply, s.http_boot, s.default_arch, s.to_relay, s.arch);
+                if ok && s.standby {
+                    self.shared.inc(C::AnsweredStandby);
+                }
             }
         }
     }
 
-    fn count_malformed(&self, e: &WireError) {
+    fn count_malformed_reason(&self, i: usize) {
         self.shared.inc(C::DroppedMalformed);
-        if let Some(i) = MALFORMED_REASONS.iter().position(|r| *r == e.reason()) {
-            self.shared.inc_at(MALFORMED_BASE + i);
-            self.shared.inc_labelled(l_malformed(i));
+        self.shared.inc_at(MALFORMED_BASE + i);
+        self.shared.inc_labelled(l_malformed(i));
+    }
+
+    fn count_malformed(&self, e: &WireError) {
+        match MALFORMED_REASONS.iter().position(|r| *r == e.reason()) {
+            Some(i) => self.count_malformed_reason(i),
+            None => self.shared.inc(C::DroppedMalformed),
         }
     }
 
@@ -666,25 +705,33 @@ impl Worker {
         }
     }
 
+    /// Decides one datagram. The reply, if one is to go out now, is emitted into `out` and
+    /// described in the result's `send`; the event is queued by the caller once it is sent.
+    /// None: nothing to report (malformed, or not a PXE client).
     fn handle(
         &self,
-        sock: &UdpSocket,
         port: Port,
         data: &[u8],
         from: SocketAddr,
         out: &mut [u8],
         pending: &mut VecDeque<Pending>,
-    ) {
+    ) -> Option<Prepared> {
         let shared = &self.shared;
         shared.inc(C::Received);
         let req = match PxeRequest::parse_bytes(data) {
             Ok(req) => req,
-            Err(e) => return self.count_malformed(&e),
+            Err(e) => {
+                self.count_malformed(&e);
+                return None;
+            }
         };
         if !req.is_pxe() {
             // Not a PXE client: no event (most DHCP traffic on 67 is this).
-            return shared.drop_(C::IgnoredNotPxe, D_NOT_PXE);
+            shared.drop_(C::IgnoredNotPxe, D_NOT_PXE);
+            return None;
         }
+        let mut send = None;
+        let mut drop = None;
         self.count_request(&req);
         let policy = shared.policy();
         let mut delayed = false;
@@ -700,11 +747,11 @@ impl Worker {
                     Ignore::NotAllowed => (C::IgnoredNotAllowed, 6),
                     Ignore::UnknownMachine => (C::IgnoredUnknownMachine, 7),
                 };
-                shared.drop_(c, r);
+                drop = Some((c, r));
                 (String::new(), DROP_REASONS[r])
             }
             Decision::Answer(_) if policy.standby && port == Port::Dhcp && !self.standby_answers(&req, &policy) => {
-                shared.drop_(C::IgnoredStandbyWait, D_STANDBY_WAIT);
+                drop = Some((C::IgnoredStandbyWait, D_STANDBY_WAIT));
                 (String::new(), DROP_REASONS[D_STANDBY_WAIT])
             }
             Decision::Answer(a) => {
@@ -718,14 +765,14 @@ impl Worker {
                 let delay = policy.response_delay_ms;
                 match reply.emit(out) {
                     Err(_) => {
-                        shared.drop_(C::SendErrors, D_SEND_ERROR);
+                        drop = Some((C::SendErrors, D_SEND_ERROR));
                         (String::new(), "send_error")
                     }
                     Ok(n) if delay > 0 && port == Port::Dhcp && !policy.standby => {
                         delayed = true;
                         shared.inc(C::RepliesDelayed);
                         if pending.len() >= DELAY_CAPACITY {
-                            shared.drop_(C::DelayedDropped, D_DELAY_QUEUE_FULL);
+                            drop = Some((C::DelayedDropped, D_DELAY_QUEUE_FULL));
                         } else {
                             pending.push_back(Pending {
                                 due: Instant::now() + Duration::from_millis(u64::from(delay)),
@@ -741,16 +788,17 @@ impl Worker {
                         (a.boot_file.to_owned(), "")
                     }
                     Ok(n) => {
-                        let ok = sock.send_to(&out[..n], dest).is_ok();
-                        self.count_sent(ok, a.reply, http_boot, default_arch, to_relay, arch);
-                        if ok && standby {
-                            shared.inc(C::AnsweredStandby);
-                        }
-                        if ok {
-                            (a.boot_file.to_owned(), "")
-                        } else {
-                            (String::new(), "send_error")
-                        }
+                        send = Some(ToSend {
+                            len: n,
+                            dest,
+                            reply: a.reply,
+                            http_boot,
+                            default_arch,
+                            to_relay,
+                            arch,
+                            standby,
+                        });
+                        (a.boot_file.to_owned(), "")
                     }
                 }
             }
@@ -774,9 +822,161 @@ impl Worker {
             reason,
             delayed,
         };
-        if !shared.events.push(event) {
-            shared.inc(C::EventsDropped);
+        Some(Prepared { event, send, drop })
+    }
+}
+
+/// A decided request: its event, the reply waiting in the batch's send slot (if any), and the
+/// drop counter to count (if it was not answered). Counted after the event is queued, so a
+/// counter seen by Python always has its event drainable.
+struct Prepared {
+    event: DhcpEvent,
+    send: Option<ToSend>,
+    drop: Option<(C, usize)>,
+}
+
+/// A reply emitted into a send slot, and what to count once it is sent.
+struct ToSend {
+    len: usize,
+    dest: SocketAddr,
+    reply: MessageType,
+    http_boot: bool,
+    default_arch: bool,
+    to_relay: bool,
+    arch: usize,
+    standby: bool,
+}
+
+/// Buffers of one recvmmsg / sendmmsg round: BATCH receive slots and BATCH send slots of SLOT
+/// bytes, their addresses and the kernel's message headers. Allocated once per engine thread.
+struct Batch {
+    recv_data: Vec<u8>,
+    send_data: Vec<u8>,
+    addrs: Vec<libc::sockaddr_in>,
+    dests: Vec<libc::sockaddr_in>,
+    send_lens: Vec<usize>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+fn sockaddr_to_v4(a: &libc::sockaddr_in) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port)))
+}
+
+fn v4_to_sockaddr(a: SocketAddr) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    s.sin_family = libc::AF_INET as libc::sa_family_t;
+    s.sin_port = a.port().to_be();
+    if let SocketAddr::V4(v4) = a {
+        s.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+    }
+    s
+}
+
+impl Batch {
+    fn new() -> Self {
+        fn zeroed<T>() -> T {
+            // SAFETY: only used for libc's sockaddr_in and mmsghdr, plain old data for which
+            // all-zero is a valid value (null pointers are replaced before every system call).
+            unsafe { std::mem::zeroed() }
         }
+        Self {
+            recv_data: vec![0; BATCH * SLOT],
+            send_data: vec![0; BATCH * SLOT],
+            addrs: (0..BATCH).map(|_| zeroed()).collect(),
+            dests: (0..BATCH).map(|_| zeroed()).collect(),
+            send_lens: vec![0; BATCH],
+            iovs: (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
+            hdrs: (0..BATCH).map(|_| zeroed()).collect(),
+        }
+    }
+
+    /// Points header `i` at `iov` slot `i` and the given address; `len` bytes of `data` slot `i`.
+    fn prepare(&mut self, i: usize, recv: bool, len: usize) {
+        let (data, addr) =
+            if recv { (&mut self.recv_data, &mut self.addrs[i]) } else { (&mut self.send_data, &mut self.dests[i]) };
+        self.iovs[i] = libc::iovec { iov_base: data[i * SLOT..].as_mut_ptr().cast(), iov_len: len };
+        let h = &mut self.hdrs[i];
+        h.msg_len = 0;
+        h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
+        h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_hdr.msg_iov = &mut self.iovs[i];
+        h.msg_hdr.msg_iovlen = 1;
+        h.msg_hdr.msg_control = std::ptr::null_mut();
+        h.msg_hdr.msg_controllen = 0;
+        h.msg_hdr.msg_flags = 0;
+    }
+
+    /// One recvmmsg (non-blocking): the number of datagrams read (0 when none or on an error,
+    /// e.g. a queued ICMP error: tried again at the next wake-up).
+    fn recv(&mut self, fd: RawFd) -> usize {
+        for i in 0..BATCH {
+            self.prepare(i, true, SLOT);
+        }
+        loop {
+            // SAFETY: every header points at live slots of this Batch (set just above) of the
+            // stated lengths; the Batch is not moved or resized during the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                return n as usize;
+            }
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return 0;
+            }
+        }
+    }
+
+    /// Datagram `i` of the last recv: length, whether it was cut (larger than SLOT), sender.
+    fn received(&self, i: usize) -> (usize, bool, SocketAddr) {
+        let h = &self.hdrs[i];
+        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || h.msg_len as usize > SLOT;
+        ((h.msg_len as usize).min(SLOT), truncated, sockaddr_to_v4(&self.addrs[i]))
+    }
+
+    /// Receive slot `i` and send slot `k`.
+    fn slots(&mut self, i: usize, k: usize) -> (&[u8], &mut [u8]) {
+        (&self.recv_data[i * SLOT..(i + 1) * SLOT], &mut self.send_data[k * SLOT..(k + 1) * SLOT])
+    }
+
+    fn set_dest(&mut self, k: usize, dest: SocketAddr, len: usize) {
+        self.dests[k] = v4_to_sockaddr(dest);
+        self.send_lens[k] = len;
+    }
+
+    /// Sends send slots 0..count with sendmmsg; whether each went out. A message the kernel
+    /// refuses is skipped (counted by the caller) and the rest are sent.
+    fn send(&mut self, fd: RawFd, count: usize) -> Vec<bool> {
+        let mut sent = vec![false; count];
+        for k in 0..count {
+            self.prepare(k, false, self.send_lens[k]);
+        }
+        let mut start = 0;
+        while start < count {
+            // SAFETY: headers start..count point at live send slots and destinations of this Batch
+            // (set just above); the Batch is not moved or resized during the call.
+            let n = unsafe {
+                libc::sendmmsg(fd, self.hdrs[start..].as_mut_ptr(), (count - start) as libc::c_uint, libc::MSG_DONTWAIT)
+            };
+            if n > 0 {
+                let n = n as usize;
+                sent[start..start + n].fill(true);
+                start += n;
+            } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            } else {
+                start += 1; // this one failed; go on with the rest
+            }
+        }
+        sent
     }
 }
 

@@ -243,12 +243,7 @@ fn recv_with_hop_limit(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
-        let from = SocketAddrV6::new(
-            Ipv6Addr::from(addr.sin6_addr.s6_addr),
-            0,
-            addr.sin6_flowinfo,
-            addr.sin6_scope_id,
-        );
+        let from = SocketAddrV6::new(Ipv6Addr::from(addr.sin6_addr.s6_addr), 0, addr.sin6_flowinfo, addr.sin6_scope_id);
         Ok(Received { len: n as usize, from, hop_limit })
     }
 }

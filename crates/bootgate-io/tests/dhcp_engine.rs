@@ -336,6 +336,10 @@ fn ignored_and_malformed_are_counted_not_answered() {
     bad_option.truncate(260);
     bad_option.extend_from_slice(&[60, 200, b'P']); // length past the end
     l.client.send_to(&bad_option, l.dhcp).unwrap();
+    // A well-formed DISCOVER padded past a receive slot (4096 bytes): dropped as oversize.
+    let mut big = bios_discover(0x4006);
+    big.resize(5000, 0);
+    l.client.send_to(&big, l.dhcp).unwrap();
     // ARM64 UEFI (11) with no arm64 program configured: ignored but reported.
     let arm = request(0x4003, 0, [0; 4], [0; 4], &[&[53, 1, 1], &[93, 2, 0, 11], &opt(60, b"PXEClient:Arch:00011")]);
     l.client.send_to(&arm, l.dhcp).unwrap();
@@ -357,10 +361,11 @@ fn ignored_and_malformed_are_counted_not_answered() {
     let (r, _) = recv(&l.client);
     assert_eq!(xid(&r), 0x4999);
 
-    // Eight datagrams to 67 and one (empty) to 4011, which is polled separately.
-    wait_counter(&l.engine, "received", 9);
+    // Nine datagrams to 67 and one (empty) to 4011, which is polled separately.
+    wait_counter(&l.engine, "received", 10);
     assert_eq!(counter(&l.engine, "answered_offer"), 1);
-    assert_eq!(counter(&l.engine, "dropped_malformed"), 4);
+    assert_eq!(counter(&l.engine, "dropped_malformed"), 5);
+    assert_eq!(counter(&l.engine, "malformed_oversize"), 1);
     assert_eq!(counter(&l.engine, "ignored_not_pxe"), 1);
     assert_eq!(counter(&l.engine, "ignored_no_boot_program"), 1);
     assert_eq!(counter(&l.engine, "ignored_unknown_arch"), 0);
