@@ -226,3 +226,32 @@ async def test_revoking_an_unknown_mac_lists_it_only_when_a_backend_failed() -> 
     [e] = m.exceptions()
     assert e["mac"] == "52:54:00:00:00:09" and e["state"] == "revoke_failed"
     assert await m.expire() == ["52:54:00:00:00:09"] and m.exceptions() == []
+
+
+async def test_the_sweep_retries_a_failed_coa_a_bounded_number_of_times() -> None:
+    class Switchless(Nac):
+        switch_down = True
+
+        async def reauthenticate(self, mac: str) -> None:
+            await self._enter("reauthenticate", mac)
+            if self.switch_down:
+                raise ConnectionError("no answer from the switch")
+
+    nac = Switchless()
+    m = manager(nac, attempts=1, reauth_retries=2)
+    assert not await m.grant_and_reauthenticate(MAC, "a")
+    await m.expire()
+    await m.expire()
+    await m.expire()  # gave up after reauth_retries
+    assert nac.calls.count(("reauthenticate", MAC)) == 3
+    st = m.exceptions()[0]["backends"]["nac"]
+    assert st["reauthenticated"] is False and st["reauth_retries"] == 2 and "switch" in st["error"]
+
+    nac2 = Switchless()
+    m2 = manager(nac2, attempts=1)
+    await m2.grant_and_reauthenticate(MAC, "a")
+    nac2.switch_down = False
+    await m2.expire()
+    assert m2.exceptions()[0]["backends"]["nac"]["reauthenticated"] is True
+    await m2.expire()
+    assert nac2.calls.count(("reauthenticate", MAC)) == 2  # not asked again once it worked

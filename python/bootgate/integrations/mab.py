@@ -222,6 +222,7 @@ class MabManager:
     max_backoff: float = 30.0
     max_concurrent: int = 8  # NAC calls in flight at once (a boot storm queues instead of flooding the NAC)
     audit: Audit | None = None  # e.g. the store's audit(): one record per final outcome
+    reauth_retries: int = 5  # sweeps that ask the switch again after a failed CoA
     history: deque[MabOutcome] = field(default_factory=lambda: deque(maxlen=1000))
     counts: dict[tuple[str, str, bool], int] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -384,7 +385,27 @@ class MabManager:
                     log.warning("mab: %s: listing expired exceptions failed: %s", b.name, e)
         for m in due:
             await self.revoke(m)
+        await self._retry_reauthentication()
         return due
+
+    async def _retry_reauthentication(self) -> None:
+        """An exception in place whose CoA failed leaves the port in the restricted VLAN until the switch
+        re-authenticates by itself (often never): each sweep asks again, up to `reauth_retries` times."""
+        now = self.clock()
+        for m, entry in list(self._state.items()):
+            if entry["expires"] <= now:
+                continue
+            for b in self.backends:
+                st = entry["backends"].get(b.name, {})
+                if st.get("state") != "granted" or st.get("reauthenticated") is not False:
+                    continue
+                if st.get("reauth_retries", 0) >= self.reauth_retries:
+                    continue
+                async with self._lock(m):
+                    ok = await self._call(b, "reauthenticate", m)
+                    self._set(m, b.name, reauthenticated=ok, reauth_retries=st.get("reauth_retries", 0) + 1,
+                              error="" if ok else self._last_error())
+                    self._save()
 
     def schedule(self, coro: Coroutine[Any, Any, bool]) -> None:
         """Runs a manager coroutine in the background (a boot never waits for a NAC)."""
