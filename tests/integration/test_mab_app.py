@@ -59,6 +59,10 @@ async def test_grant_and_failed_coa_are_audited_counted_and_listed(tmp_path: Pat
             body = (await c.get("/api/v1/mab/exceptions", headers=auth)).json()
             assert body["history"][0]["operation"] == "reauthenticate" and not body["history"][0]["ok"]
             assert [e["mac"] for e in body["exceptions"]] == [MAC]
+            # the API lists every backend's state, not only the rlm_rest table
+            assert body["backends"] == ["freeradius", "freeradius-sql"]
+            assert {n: b["state"] for n, b in body["exceptions"][0]["backends"].items()} == {
+                "freeradius": "granted", "freeradius-sql": "granted"}
         # the state behind the list: per backend granted, CoA not acknowledged, with the error
         [entry] = sec.mab.exceptions()
         assert {n: (b["state"], b["reauthenticated"]) for n, b in entry["backends"].items()} == {

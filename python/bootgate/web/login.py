@@ -228,11 +228,8 @@ async def mab_list(request: Request) -> Response:
     sec = security_of(request)
     if sec is None or sec.mab is None:
         return JSONResponse({"exceptions": [], "history": [], "configured": False})
-    return JSONResponse({
-        "configured": True,
-        "exceptions": sec.mab_table.entries() if sec.mab_table is not None else [],
-        "history": [vars(h) for h in list(sec.mab.history)[-200:]][::-1],
-    })
+    # every backend's exceptions with their per-backend state and last error (rlm_rest, SQL, NPS, ISE, ...)
+    return JSONResponse(sec.mab.api_view())
 
 
 async def mab_revoke(request: Request) -> Response:
