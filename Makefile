@@ -43,6 +43,7 @@ bench: develop-release
 	$(VENV)/bin/python benches/dhcp/run.py      # bootgate vs dnsmasq proxyDHCP -> benches/README-dhcp.md
 	bash benches/tftp/get-peers.sh && $(VENV)/bin/python benches/tftp/run.py  # bootgate vs tftpd-hpa, dnsmasq, atftpd -> benches/tftp/RESULTS.md
 	$(VENV)/bin/python benches/pccrc/run.py     # Content Information V1/V2 vs openssl speed -> benches/pccrc/README.md
+	bash benches/boot/get-peers.sh && $(VENV)/bin/python benches/boot/run.py  # /boot vs framework ceiling vs nginx, storm -> benches/boot/README.md
 
 clean:
 	rm -rf target $(VENV) .lab

@@ -202,3 +202,31 @@ async def test_upgrade_0003_collapses_duplicate_open_runs(db_url: str) -> None:
                                            " state) VALUES (5, 7, 'b5', 10.0, 'sent')"))
     finally:
         await store.close()
+
+
+async def test_known_machine_fast_path_and_group_commit(store: Store) -> None:
+    import asyncio
+
+    mac = "52:54:00:00:07:01"
+    host = await _ident(store, mac, UUID_A, "FAST0001")
+    assert host is not None
+    # a known machine booting as before: found without a write; last_seen follows with the next batch
+    again, m = await store.identify(Identity(mac, UUID_A, "FAST0001"), manufacturer="Dell",
+                                    product="Latitude 7440", now=500.0)
+    assert again == host and m.host_id == host
+    await store.flush_writes()
+    got = await store.get_host(host)
+    assert got["last_seen"] == 500.0
+    # a changed field takes the writing path at once (the cached answer is not reused)
+    again, _ = await store.identify(Identity(mac, UUID_A, "FAST0001"), manufacturer="Dell",
+                                    product="Latitude 9440", now=600.0)
+    assert again == host and (await store.get_host(host))["product"] == "Latitude 9440"
+    # many boots at once: one or a few transactions, every one stored before its caller goes on
+    boots = [BootRecord(id=f"{i:032x}", time=700.0 + i, mac=mac, uuid="", serial="", manufacturer="", product="",
+                        buildarch="", platform="efi", reported_ip="", client_ip="198.18.0.9", scheme="https",
+                        action="exit", host_id=host) for i in range(60)]
+    await asyncio.gather(*(store.record_boot(b) for b in boots))
+    listed = await store.list_boots(mac=mac, limit=1000)
+    assert {b["id"] for b in listed} == {b.id for b in boots}
+    machine = [x for x in await store.list_machines() if x["mac"] == mac][0]
+    assert machine["first_seen"] == 700.0 and machine["last_seen"] == 759.0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..policy import MachineAction
 from . import migrate, schema
-from .inventory import InventoryMixin, NotFound, Conflict, dialect_insert
+from .inventory import Conflict, HotCache, InventoryMixin, NotFound, dialect_insert
 
 __all__ = ["BootRecord", "Conflict", "EventRecord", "NotFound", "Store", "BOOT_STATES"]
 
 BOOT_STATES = ("started", "step", "success", "failure")
+WRITE_BATCH = 500  # boots per group-commit transaction
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection for the /boot hot path's few indexed lookups, used on the event loop's
+    thread: a lookup takes microseconds, far less than handing it to aiosqlite's thread and back. WAL
+    mode: it reads the last committed state and never blocks the writer."""
+    uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=1000")
+    conn.execute("PRAGMA query_only=1")
+    return conn
+
+
 def _boot_dict(row: Any) -> dict[str, Any]:
     return {
         "id": row.id, "time": row.time, "mac": row.mac, "uuid": row.uuid, "serial": row.serial,
@@ -79,6 +93,10 @@ class Store(InventoryMixin):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._hot = HotCache()
+        self._reader: sqlite3.Connection | None = None
+        self._write_queue: list[tuple[BootRecord, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -98,36 +116,98 @@ class Store(InventoryMixin):
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine)
+        store = cls(engine)
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            store._reader = _sqlite_reader(u.database)
+        return store
 
     async def close(self) -> None:
+        await self.flush_writes()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         await self.engine.dispose()
 
     # machines and actions
 
     async def record_boot(self, boot: BootRecord) -> None:
-        """Stores a boot and updates (or creates) the machine it came from."""
+        """Stores a boot and updates (or creates) the machine it came from; returns once committed.
+
+        Group commit: the boots and deferred last_seen updates (identify) queued while one transaction
+        commits are written together in the next one, so the store sees one write transaction per
+        round instead of one per request. A failed round fails its callers."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._write_queue.append((boot, fut))
+        self._schedule_writes()
+        await fut
+
+    def _schedule_writes(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_batches())
+
+    async def _write_batches(self) -> None:
+        while self._write_queue or self.__dict__.get("_touches"):
+            batch, self._write_queue = self._write_queue[:WRITE_BATCH], self._write_queue[WRITE_BATCH:]
+            try:
+                async with self._begin(invalidate=False) as conn:
+                    if batch:
+                        await self._insert_boots(conn, [b for b, _ in batch])
+                    await self._write_touches(conn)
+            except BaseException as e:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e if isinstance(e, Exception) else RuntimeError("store writer stopped"))
+                if not isinstance(e, Exception):
+                    raise
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def flush_writes(self) -> None:
+        """Waits until every queued boot and touch is written."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+        if self._write_queue or self.__dict__.get("_touches"):
+            self._schedule_writes()
+            await self.flush_writes()
+
+    async def _insert_boots(self, conn: Any, boots: list[BootRecord]) -> None:
         m = schema.machines
-        async with self._begin() as conn:
+        rows = []
+        for boot in boots:
             values = dict(boot.__dict__)
             values["capabilities"] = orjson.dumps(boot.capabilities).decode()
-            await conn.execute(insert(schema.boots).values(**values))
-            ident = {"uuid": boot.uuid, "serial": boot.serial, "manufacturer": boot.manufacturer,
-                     "product": boot.product}
-            # one statement: two processes recording a MAC's first boot at once both succeed
-            ins = dialect_insert(conn, m).values(mac=boot.mac, first_seen=boot.time, last_seen=boot.time, **ident)
-            await conn.execute(ins.on_conflict_do_update(index_elements=[m.c.mac], set_={
-                "last_seen": ins.excluded.last_seen,
-                "first_seen": func.coalesce(m.c.first_seen, ins.excluded.first_seen),
-                **{k: getattr(ins.excluded, k) for k in ident}}))
+            rows.append(values)
+        await conn.execute(insert(schema.boots), rows)
+        # one row per MAC (the newest boot's fields; first_seen the oldest); an upsert, so two processes
+        # recording a MAC's first boot at once both succeed
+        per_mac: dict[str, dict[str, Any]] = {}
+        for boot in sorted(boots, key=lambda b: b.time):
+            first = per_mac.get(boot.mac, {}).get("first_seen", boot.time)
+            per_mac[boot.mac] = {"mac": boot.mac, "first_seen": first, "last_seen": boot.time, "uuid": boot.uuid,
+                                 "serial": boot.serial, "manufacturer": boot.manufacturer, "product": boot.product}
+        ins = dialect_insert(conn, m)
+        await conn.execute(ins.on_conflict_do_update(index_elements=[m.c.mac], set_={
+            "last_seen": ins.excluded.last_seen,
+            "first_seen": func.coalesce(m.c.first_seen, ins.excluded.first_seen),
+            **{k: getattr(ins.excluded, k) for k in ("uuid", "serial", "manufacturer", "product")}}),
+            list(per_mac.values()))
 
     async def get_action(self, mac: str) -> MachineAction | None:
+        hit = self._hot.get(("action", mac))
+        if hit is not None:
+            return hit[0]  # type: ignore[no-any-return]
         a = schema.actions
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(a).where(a.c.mac == mac))).first()
-        if row is None:
-            return None
-        return MachineAction(kernel=row.kernel, initrd=row.initrd, args=row.args)
+        if self._reader is not None:
+            row = self._reader.execute("SELECT kernel, initrd, args FROM actions WHERE mac = ?", (mac,)).fetchone()
+            action = None if row is None else MachineAction(kernel=row[0], initrd=row[1], args=row[2])
+        else:
+            async with self.engine.connect() as conn:
+                r = (await conn.execute(select(a).where(a.c.mac == mac))).first()
+            action = None if r is None else MachineAction(kernel=r.kernel, initrd=r.initrd, args=r.args)
+        self._hot.put(("action", mac), (action,))
+        return action
 
     async def set_action(self, mac: str, action: MachineAction) -> None:
         a, m = schema.actions, schema.machines
@@ -227,7 +307,7 @@ class Store(InventoryMixin):
             return
         rows = [{"kind": r.kind, "time": r.time, "mac": r.mac, "client_ip": r.client_ip,
                  "detail": orjson.dumps(r.detail).decode()} for r in records]
-        async with self._begin() as conn:
+        async with self._begin(invalidate=False) as conn:
             await conn.execute(insert(schema.events), rows)
 
     async def list_events(self, *, kind: str | None = None, mac: str | None = None,

@@ -10,13 +10,14 @@ import hashlib
 import io
 import re
 import secrets
+import sqlite3
 import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -114,18 +115,78 @@ async def serialize(conn: AsyncConnection, keys: Sequence[str]) -> None:
         await conn.execute(update(t).where(t.c.key == "").values(value=t.c.value))
 
 
+class _Row(NamedTuple):
+    id: int
+    uuid: str
+    serial: str
+    manufacturer: str
+    product: str
+
+
+class _MacRow(NamedTuple):
+    host_id: int
+    mac: str
+
+
+def _decide_identity(ident: Identity, rows: Sequence[Any], mac_rows: Sequence[Any], shared: bool
+                     ) -> tuple[Match, Any, bool]:
+    """(match, the matched host's row or None, whether that host already has this MAC)."""
+    macs: dict[int, set[str]] = {r.id: set() for r in rows}
+    for mr in mac_rows:
+        macs[mr.host_id].add(mr.mac)
+    m = match_identity(ident, [Candidate(r.id, r.uuid, r.serial, frozenset(macs[r.id])) for r in rows], shared)
+    row = next((r for r in rows if r.id == m.host_id), None)
+    return m, row, m.host_id is not None and ident.mac in macs.get(m.host_id, ())
+
+
+def _unchanged(row: Any, ident: Identity, manufacturer: str, product: str) -> bool:
+    """True when identifying would write nothing but last_seen to this host row."""
+    u, s = ident.good_uuid, ident.good_serial
+    return ((not u or row.uuid == u) and (not s or row.serial == s) and (not manufacturer or row.manufacturer == manufacturer)
+            and (not product or row.product == product))
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class HotCache:
+    """Short-lived answers of the /boot hot path (identity of known machines, per-MAC actions): entries
+    live CACHE_TTL seconds; every write through the store clears them."""
+
+    def __init__(self, ttl: float = 2.0, limit: int = 100_000) -> None:
+        self.ttl, self.limit = ttl, limit
+        self._d: dict[tuple[Any, ...], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        e = self._d.get(key)
+        if e is None or e[0] < time.monotonic():
+            return None
+        return e[1]
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
+        if len(self._d) >= self.limit:
+            self._d.clear()
+        self._d[key] = (time.monotonic() + self.ttl, value)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
 class InventoryMixin:
     engine: AsyncEngine
+    _hot: HotCache
+    _reader: sqlite3.Connection | None
     _write_lock: asyncio.Lock | None  # SQLite: one writer at a time, queued here instead of busy-polling
 
     @contextlib.asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+    async def _begin(self, invalidate: bool = True) -> AsyncIterator[AsyncConnection]:
         """A write transaction. With SQLite the process's writers take turns on a lock (the database
-        allows one writer; waiting here is fair and needs no busy-timeout polling)."""
+        allows one writer; waiting here is fair and needs no busy-timeout polling). Every write but
+        the boot batches clears this process's identity and action caches (other processes' writes are
+        seen once an entry expires, CACHE_TTL)."""
+        if invalidate:
+            self._hot.clear()
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
@@ -137,13 +198,33 @@ class InventoryMixin:
 
     async def identify(self, ident: Identity, *, manufacturer: str, product: str, now: float) -> tuple[int | None, Match]:
         """Finds (or registers) the host a booting client is; keeps its MACs and the shared-MAC list.
-        Two first boots of one machine at once can collide on a unique key: the loser retries and then
-        finds what the winner wrote."""
+
+        A known machine that boots as it did before needs no write: it is found on a read-only
+        connection and its last_seen is written with the next batch of boots (see record_boot).
+        Anything else (a new machine, a new MAC, changed identity fields, a MAC seen on two machines)
+        takes the locked path: one identification at a time per MAC in this process, serialized
+        against other processes by the database (advisory locks / the SQLite write lock), so two first
+        boots of one machine register it once. A unique-key collision is retried."""
+        key = ("id", ident.mac, ident.good_uuid, ident.good_serial, manufacturer, product)
+        hit = self._hot.get(key)
+        if hit is not None:
+            self._touch(hit.host_id, ident.mac, now)
+            return hit.host_id, hit
+        if self._reader is not None:
+            m, row, known = self._candidates_sqlite(self._reader, ident)
+        else:
+            async with self.engine.connect() as conn:
+                m, row, known = await self._candidates(conn, ident)
+        if known and row is not None and not m.mark_mac_shared and _unchanged(row, ident, manufacturer, product):
+            assert m.host_id is not None
+            self._hot.put(key, m)
+            self._touch(m.host_id, ident.mac, now)
+            return m.host_id, m
+        if m.host_id is None and not m.register and not m.mark_mac_shared:
+            return None, m  # nothing identifies the client and nothing is to be recorded about it
         locks = self.__dict__.setdefault("_identify_locks", [asyncio.Lock() for _ in range(64)])
         for attempt in range(3):
             try:
-                # boots of one MAC are identified one at a time in this process, so a machine that
-                # retries its first boot is registered once
                 async with locks[zlib.crc32(ident.mac.encode()) % len(locks)]:
                     return await self._identify(ident, manufacturer=manufacturer, product=product, now=now)
             except IntegrityError:
@@ -151,26 +232,67 @@ class InventoryMixin:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _candidates(self, conn: AsyncConnection, ident: Identity) -> tuple[Match, Any, bool]:
+        """The identity decision from what the store holds: (match, the matched host's row or None,
+        whether that host already has this MAC)."""
+        h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
+        u, s = ident.good_uuid, ident.good_serial
+        conds: list[ColumnElement[bool]] = [h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == ident.mac))]
+        if u:
+            conds.append(h.c.uuid == u)
+        if s:
+            conds.append(h.c.serial == s)
+        rows = (await conn.execute(select(h.c.id, h.c.uuid, h.c.serial, h.c.manufacturer, h.c.product)
+                                   .where(or_(*conds)).limit(50))).all()
+        ids = [r.id for r in rows]
+        mac_rows = (await conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(ids)))).all() if ids else []
+        shared = (await conn.execute(select(sm.c.mac).where(sm.c.mac == ident.mac))).first() is not None
+        return _decide_identity(ident, rows, mac_rows, shared)
+
+    @staticmethod
+    def _candidates_sqlite(db: sqlite3.Connection, ident: Identity) -> tuple[Match, Any, bool]:
+        """_candidates on the synchronous SQLite reader (same queries, see Store._reader)."""
+        u, s = ident.good_uuid, ident.good_serial
+        where = ["id IN (SELECT host_id FROM host_macs WHERE mac = ?)"] + ["uuid = ?"] * bool(u) + ["serial = ?"] * bool(s)
+        params = [ident.mac] + [u] * bool(u) + [s] * bool(s)
+        rows = [_Row(*r) for r in db.execute(
+            f"SELECT id, uuid, serial, manufacturer, product FROM hosts WHERE {' OR '.join(where)} LIMIT 50",
+            params).fetchall()]
+        ids = [r.id for r in rows]
+        mac_rows = [_MacRow(*r) for r in db.execute(
+            f"SELECT host_id, mac FROM host_macs WHERE host_id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        ] if ids else []
+        shared = db.execute("SELECT 1 FROM shared_macs WHERE mac = ?", (ident.mac,)).fetchone() is not None
+        return _decide_identity(ident, rows, mac_rows, shared)
+
+    def _touch(self, host_id: int, mac: str, now: float) -> None:
+        """last_seen of a host and its MAC, written with the next batch of boots."""
+        touches: dict[tuple[int, str], float] = self.__dict__.setdefault("_touches", {})
+        touches[(host_id, mac)] = max(now, touches.get((host_id, mac), now))
+        self._schedule_writes()
+
+    def _schedule_writes(self) -> None:
+        raise NotImplementedError  # the Store starts its batch writer
+
+    async def _write_touches(self, conn: AsyncConnection) -> None:
+        touches: dict[tuple[int, str], float] = self.__dict__.get("_touches") or {}
+        if not touches:
+            return
+        self.__dict__["_touches"] = {}
+        h, hm = schema.hosts, schema.host_macs
+        await conn.execute(update(h).where(h.c.id == bindparam("hid")).values(last_seen=bindparam("t")),
+                           [{"hid": k[0], "t": t} for k, t in touches.items()])
+        await conn.execute(update(hm).where((hm.c.host_id == bindparam("hid")) & (hm.c.mac == bindparam("m")))
+                           .values(last_seen=bindparam("t")),
+                           [{"hid": k[0], "m": k[1], "t": t} for k, t in touches.items()])
+
     async def _identify(self, ident: Identity, *, manufacturer: str, product: str, now: float
                         ) -> tuple[int | None, Match]:
         h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
         u, s = ident.good_uuid, ident.good_serial
         async with self._begin() as conn:
             await serialize(conn, [f"mac:{ident.mac}"] + ([f"uuid:{u}"] if u else []) + ([f"serial:{s}"] if s else []))
-            conds: list[ColumnElement[bool]] = [h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == ident.mac))]
-            if u:
-                conds.append(h.c.uuid == u)
-            if s:
-                conds.append(h.c.serial == s)
-            rows = (await conn.execute(select(h.c.id, h.c.uuid, h.c.serial).where(or_(*conds)).limit(50))).all()
-            ids = [r.id for r in rows]
-            macs: dict[int, set[str]] = {i: set() for i in ids}
-            if ids:
-                for mr in (await conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(ids)))).all():
-                    macs[mr.host_id].add(mr.mac)
-            shared = (await conn.execute(select(sm.c.mac).where(sm.c.mac == ident.mac))).first() is not None
-            cands = [Candidate(r.id, r.uuid, r.serial, frozenset(macs[r.id])) for r in rows]
-            m = match_identity(ident, cands, shared)
+            m, _row, _known = await self._candidates(conn, ident)
             if m.mark_mac_shared:
                 await conn.execute(insert(sm).values(mac=ident.mac, time=now, reason=m.reason))
                 await self._audit(conn, "bootgate", "mac.shared", ident.mac, None, {"reason": m.reason}, now)
@@ -255,6 +377,19 @@ class InventoryMixin:
         deployment exists, the relay only when a rule asks for it, runs and approvals only when a
         deployment targets the host."""
         h, cm, r, a = schema.hosts, schema.collection_members, schema.deployment_runs, schema.approvals
+        cached = self.__dict__.get("_deployment_cache")
+        if cached is None or cached[0] <= time.monotonic():
+            # one reload at a time: the boots arriving meanwhile wait for it instead of each reading
+            async with self.__dict__.setdefault("_deployment_reload", asyncio.Lock()):
+                cached = self.__dict__.get("_deployment_cache")
+                if cached is None or cached[0] <= time.monotonic():
+                    async with self.engine.connect() as conn:
+                        await self._active_deployments(conn)
+        cached = self.__dict__.get("_deployment_cache")
+        if cached is not None and not cached[1]:
+            # no deployment at all: nothing to read (not even a pooled connection)
+            return (HostFacts(host_id=host_id, mac=mac, client_ip=client_ip, reported_ip=reported_ip,
+                              buildarch=buildarch, platform=platform), [], {}, frozenset(), frozenset())
         async with self.engine.connect() as conn:
             deps, colls = await self._active_deployments(conn)
             if not deps:
@@ -303,7 +438,8 @@ class InventoryMixin:
             ins = dialect_insert(conn, r).values(deployment_id=deployment_id, host_id=host_id, boot_id=boot_id,
                                                  started=now, state="sent")
             await conn.execute(ins.on_conflict_do_update(
-                index_elements=[r.c.deployment_id, r.c.host_id], index_where=schema.RUN_ACTIVE,
+                # the predicate as literal SQL: PostgreSQL infers a partial index only from constants
+                index_elements=[r.c.deployment_id, r.c.host_id], index_where=text(schema.RUN_ACTIVE_SQL),
                 set_={"boot_id": ins.excluded.boot_id, "started": ins.excluded.started, "state": "sent"}))
             await conn.execute(update(schema.boots).where(schema.boots.c.id == boot_id)
                                .values(deployment_id=deployment_id))

@@ -10,7 +10,7 @@ per-machine action the admin API's ``/machines/<mac>/action`` sets. Inventory by
 from __future__ import annotations
 
 from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 
 metadata = MetaData()
 
@@ -181,8 +181,9 @@ deployment_runs = Table(
 # 0004: at most one unfinished run per (deployment, host), so concurrent first boots (even in two processes on
 # one database) record one run; older duplicates were marked "superseded" by the migration
 RUN_ACTIVE = deployment_runs.c.state.in_(("sent", "running"))
+RUN_ACTIVE_SQL = "state IN ('sent', 'running')"
 Index("uq_deployment_runs_active", deployment_runs.c.deployment_id, deployment_runs.c.host_id, unique=True,
-      sqlite_where=RUN_ACTIVE, postgresql_where=RUN_ACTIVE)
+      sqlite_where=text(RUN_ACTIVE_SQL), postgresql_where=text(RUN_ACTIVE_SQL))
 
 approvals = Table(
     "approvals",

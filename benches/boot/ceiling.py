@@ -1,0 +1,45 @@
+"""The framework ceiling for benches/boot: bootgate's own server stack (hypercorn config from
+bootgate.runtime.hypercorn_config: same TLS files and ciphers, same single uvloop worker, Starlette)
+answering /boot with a constant iPXE script, no store, no logging.
+
+    python benches/boot/ceiling.py CONFIG.toml     (serves until SIGTERM/SIGINT)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+from hypercorn.asyncio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bootgate.config import load_settings
+from bootgate.runtime import hypercorn_config
+from bootgate.tls import ensure_tls
+
+SCRIPT = "#!ipxe\necho bootgate: nothing to do for this machine, next boot device\nexit\n"
+
+
+async def boot(_request: Request) -> Response:
+    return Response(SCRIPT, media_type="text/plain; charset=utf-8")
+
+
+async def main(config: Path) -> None:
+    settings = load_settings(config)
+    cfg = hypercorn_config(settings, ensure_tls(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = Starlette(routes=[Route("/boot", boot), Route("/healthz", lambda r: Response("ok\n"))])
+    await serve(app, cfg, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    uvloop.run(main(Path(sys.argv[1])))
