@@ -298,7 +298,7 @@ class InventoryMixin:
                 await self._audit(conn, "bootgate", "mac.shared", ident.mac, None, {"reason": m.reason}, now)
             host_id = m.host_id
             if host_id is None and m.register:
-                host_id = await self._register(conn, ident, manufacturer, product, now)
+                return await self._register(conn, ident, manufacturer, product, now), m  # written whole
             if host_id is not None:
                 values: dict[str, Any] = {"last_seen": now}
                 if u:
@@ -319,17 +319,26 @@ class InventoryMixin:
 
     async def _register(self, conn: AsyncConnection, ident: Identity, manufacturer: str, product: str,
                         now: float) -> int:
+        """A new host with its name from the pattern (made unique with its id when taken) and its MAC."""
         h = schema.hosts
-        res = await conn.execute(insert(h).values(
-            uuid=ident.good_uuid, serial=ident.good_serial, manufacturer=manufacturer, product=product,
-            known=False, registered=now, last_seen=now, wipe_approved=False).returning(h.c.id))
+        pattern = str(await self._setting(conn, "name_pattern", "PC-{serial|uuid8}"))
+        values = dict(uuid=ident.good_uuid, serial=ident.good_serial, manufacturer=manufacturer, product=product,
+                      known=False, registered=now, last_seen=now, wipe_approved=False)
+        name = None
+        if "{id" not in pattern:  # the name does not need the id: one INSERT when it is free
+            name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=0)
+            if name == "host-0" or (await conn.execute(select(h.c.id).where(h.c.name == name))).first() is not None:
+                name = None
+        res = await conn.execute(insert(h).values(name=name, **values).returning(h.c.id))
         host_id = int(res.scalar_one())
-        pattern = await self._setting(conn, "name_pattern", "PC-{serial|uuid8}")
-        name = render_name(str(pattern), uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=host_id)
-        taken = (await conn.execute(select(h.c.id).where(h.c.name == name))).first()
-        if taken is not None:
-            name = f"{name[:63 - len(str(host_id)) - 1]}-{host_id}"
-        await conn.execute(update(h).where(h.c.id == host_id).values(name=name))
+        if name is None:
+            name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=host_id)
+            taken = (await conn.execute(select(h.c.id).where((h.c.name == name) & (h.c.id != host_id)))).first()
+            if taken is not None:
+                name = f"{name[:63 - len(str(host_id)) - 1]}-{host_id}"
+            await conn.execute(update(h).where(h.c.id == host_id).values(name=name))
+        await conn.execute(insert(schema.host_macs).values(host_id=host_id, mac=ident.mac, first_seen=now,
+                                                           last_seen=now))
         await self._audit(conn, "bootgate", "host.registered", name, None,
                           {"host_id": host_id, "mac": ident.mac, "uuid": ident.uuid, "serial": ident.serial}, now)
         return host_id
