@@ -109,3 +109,33 @@ async def test_peer_unknown_segment_bad_block_and_bad_messages(app_env: AppEnv) 
         rr = await app_env.client.post(peer.MAGIC_PATH, content=bad)
         assert rr.status_code == 400
     assert _count(app_env.metrics.peerdist_peer_requests, "bad_request") == 6
+
+
+async def test_segment_lookup_for_branch_peers(app_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from bootgate import branchcache
+    from bootgate.web import login
+
+    data = os.urandom(150_000)
+    (app_env.content / "sub").mkdir()
+    (app_env.content / "sub" / "img").write_bytes(data)
+    await IpxeLikeClient(app_env.client).fetch("/content/sub/img")
+    await _service(app_env).cache.wait_idle()
+    r = await app_env.client.get("/content/sub/img", headers=IPXE_HEADERS)
+    info = native.parse_content_information(r.content)
+    seg = info["segments"][1]
+    rr = await app_env.client.get(branchcache.SEGMENT_LOOKUP_PATH + seg["id"].hex())
+    assert rr.status_code == 200
+    body = rr.json()
+    assert body["path"] == "sub/img" and body["version"] == info["version"] and body["size"] == len(data)
+    assert base64.b64decode(body["content_information"]) == r.content
+    # files only a boot token opens are not handed to branches
+    async def protected(_request: object) -> frozenset[str]:
+        return frozenset({"sub/img"})
+
+    monkeypatch.setattr(login, "protected_paths", protected)
+    rr = await app_env.client.get(branchcache.SEGMENT_LOOKUP_PATH + seg["id"].hex())
+    assert rr.status_code == 403
+    assert _count(app_env.metrics.peerdist_segment_lookups, "protected") == 1
+    assert _count(app_env.metrics.peerdist_segment_lookups, "ok") == 1

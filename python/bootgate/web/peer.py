@@ -213,6 +213,11 @@ async def segment_lookup(request: Request) -> Response:
     if blob is None or rel is None:
         m.peerdist_segment_lookups.labels("not_found").inc()
         return JSONResponse({"error": "no current file holds this segment"}, status_code=404)
+    from . import login
+
+    if rel in await login.protected_paths(request):  # login-only files: not handed to branches (no token here)
+        m.peerdist_segment_lookups.labels("protected").inc()
+        return JSONResponse({"error": "this file needs a boot token"}, status_code=403)
     m.peerdist_segment_lookups.labels("ok").inc()
     return JSONResponse({"path": rel, "version": ref.version if ref else 0, "size": size,
                          "content_information": base64.b64encode(blob).decode("ascii")})
