@@ -943,7 +943,7 @@ def hash_command(args: Any, settings: Any) -> int:
     print(f"passphrase:  fingerprint {passphrase_fingerprint(passphrase)}")
     if source == "built":
         rate = st.st_size / max(elapsed, 1e-9) / 2**20
-        backend = _native().hash_backend() if hasattr(_native(), "hash_backend") else "?"
+        backend = _native().hash_backend()
         print(f"hashed in:   {elapsed:.3f} s ({rate:.1f} MiB/s, {threads or _native().hash_threads()} threads, "
               f"{backend})")
     if args.output:
