@@ -65,6 +65,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _event_row(r: EventRecord) -> dict[str, Any]:
+    return {"kind": r.kind, "time": r.time, "mac": r.mac, "client_ip": r.client_ip,
+            "detail": orjson.dumps(r.detail).decode()}
+
+
 def _sqlite_reader(path: str) -> sqlite3.Connection:
     """A read-only connection for the /boot hot path's few indexed lookups, used on the event loop's
     thread: a lookup takes microseconds, far less than handing it to aiosqlite's thread and back. WAL
@@ -95,7 +100,7 @@ class Store(InventoryMixin):
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._hot = HotCache()
         self._reader: sqlite3.Connection | None = None
-        self._write_queue: list[tuple[BootRecord, asyncio.Future[None]]] = []
+        self._write_queue: list[tuple[BootRecord, EventRecord | None, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -130,14 +135,15 @@ class Store(InventoryMixin):
 
     # machines and actions
 
-    async def record_boot(self, boot: BootRecord) -> None:
+    async def record_boot(self, boot: BootRecord, event: EventRecord | None = None) -> None:
         """Stores a boot and updates (or creates) the machine it came from; returns once committed.
 
         Group commit: the boots and deferred last_seen updates (identify) queued while one transaction
         commits are written together in the next one, so the store sees one write transaction per
-        round instead of one per request. A failed round fails its callers."""
+        round instead of one per request. A failed round fails its callers. `event` (the boot's event)
+        is written in the same transaction: an answered boot always has it."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._write_queue.append((boot, fut))
+        self._write_queue.append((boot, event, fut))
         self._schedule_writes()
         await fut
 
@@ -151,16 +157,19 @@ class Store(InventoryMixin):
             try:
                 async with self._begin(invalidate=False) as conn:
                     if batch:
-                        await self._insert_boots(conn, [b for b, _ in batch])
+                        await self._insert_boots(conn, [b for b, _, _ in batch])
+                    events = [_event_row(e) for _, e, _ in batch if e is not None]
+                    if events:
+                        await conn.execute(insert(schema.events), events)
                     await self._write_touches(conn)
             except BaseException as e:
-                for _, fut in batch:
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e if isinstance(e, Exception) else RuntimeError("store writer stopped"))
                 if not isinstance(e, Exception):
                     raise
                 continue
-            for _, fut in batch:
+            for _, _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
 
@@ -305,8 +314,7 @@ class Store(InventoryMixin):
     async def add_events(self, records: list[EventRecord]) -> None:
         if not records:
             return
-        rows = [{"kind": r.kind, "time": r.time, "mac": r.mac, "client_ip": r.client_ip,
-                 "detail": orjson.dumps(r.detail).decode()} for r in records]
+        rows = [_event_row(r) for r in records]
         async with self._begin(invalidate=False) as conn:
             await conn.execute(insert(schema.events), rows)
 

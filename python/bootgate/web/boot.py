@@ -183,17 +183,17 @@ async def boot(request: Request) -> Response:
         args=decision.args if isinstance(decision, BootKernel) else "",
         host_id=host_id, capabilities=caps,
     )
-    await store.record_boot(record)
-    if deployment_id is not None and host_id is not None and not login_first:
-        await store.record_run(deployment_id, host_id, boot_id, now)
-    st.deps.metrics.boots.labels(action_name).inc()
     detail: dict[str, object] = {"boot_id": boot_id, "action": action_name, "scheme": request.url.scheme,
                                  "buildarch": machine.buildarch, "platform": machine.platform, "host_id": host_id}
     if isinstance(decision, BootKernel):
         detail.update(kernel=decision.kernel, initrd=decision.initrd)
     if deployment_id is not None:
         detail["deployment_id"] = deployment_id
-    st.deps.recorder.add(EventRecord(kind="boot", time=now, mac=mac, client_ip=ip, detail=detail))
+    # the boot and its event in one group-committed transaction: an answered boot has both
+    await store.record_boot(record, EventRecord(kind="boot", time=now, mac=mac, client_ip=ip, detail=detail))
+    if deployment_id is not None and host_id is not None and not login_first:
+        await store.record_run(deployment_id, host_id, boot_id, now)
+    st.deps.metrics.boots.labels(action_name).inc()
     hooks_of(request.app).emit("boot", {"boot_id": boot_id, "mac": mac, "host_id": host_id, "action": action_name,
                                         "deployment_id": deployment_id, "client_ip": ip,
                                         "manufacturer": machine.manufacturer, "product": machine.product})
