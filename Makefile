@@ -35,6 +35,7 @@ pytest: develop-release
 lint: develop-release
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/python -m mypy
+	$(VENV)/bin/python -m mypy.stubtest bootgate._native   # the hand-written .pyi matches the Rust module
 
 test: test-deps lint cargo-test pytest
 

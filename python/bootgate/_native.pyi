@@ -1,13 +1,18 @@
 """Hand-written stub of the Rust module bootgate._native (checked by mypy.stubtest)."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, final
+
+__all__ = ["__version__", "BootgateError", "WireError", "DhcpEngine", "RaResponder", "TftpEngine", "HashProgress",
+           "content_information", "content_information_bytes", "parse_content_information", "server_secrets",
+           "hash_threads", "hash_backend"]
 
 __version__: str
 
 class BootgateError(Exception): ...
 class WireError(BootgateError): ...
 
+@final
 class DhcpEngine:
     """The proxyDHCP engine (crates/bootgate-io/src/dhcp.rs).
 
@@ -70,16 +75,18 @@ class DhcpEngine:
     def local_ports(self) -> tuple[int, int]: ...
     def stop(self) -> None: ...
 
+@final
 class RaResponder:
     """IPv6 router-advertisement responder (crates/bootgate-io/src/ra.rs): on `interface` only, answers
     Router Solicitations with an RA of router lifetime 0 and no prefix (ends iPXE's IPv6 wait); one
     unsolicited RA at start if `unsolicited`; multicast RAs at most every min_interval_ms. Needs
     CAP_NET_RAW. Counters: received, solicitations, sent_multicast, sent_unicast, unicast_limited,
     send_errors, invalid{reason=...}."""
-    def __init__(self, *, interface: str, unsolicited: bool = True, min_interval_ms: int = 3000) -> None: ...
+    def __new__(cls, *, interface: str, unsolicited: bool = True, min_interval_ms: int = 3000) -> RaResponder: ...
     def counters(self) -> list[tuple[str, int]]: ...
     def stop(self) -> None: ...
 
+@final
 class TftpEngine:
     def __new__(
         cls,
@@ -102,6 +109,7 @@ class TftpEngine:
 
 # --- MS-PCCRC Content Information (crates/bootgate-py/src/pccrc.rs; hashing in bootgate_io::hashing) ---
 
+@final
 class HashProgress:
     """Bytes hashed so far by a running content_information() call, and its cancel switch."""
     def __new__(cls) -> HashProgress: ...
