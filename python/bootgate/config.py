@@ -83,6 +83,12 @@ class TftpSettings:
     port: int
     root: Path
     max_blksize: int
+    timeout_ms: int = 1000
+    retries: int = 5
+    max_transfers: int = 4096
+    max_queued: int = 4096
+    max_per_client: int = 0
+    single_port: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,6 +247,15 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "port": (int, 69, "TFTP port"),
         "root": (str, "/usr/lib/ipxe", "boot programs are served from here"),
         "max_blksize": (int, 1468, "largest TFTP block size granted (RFC 2348)"),
+        "timeout_ms": (int, 1000, "retransmission timeout when the client asks for none (RFC 2349 timeout wins); "
+                                  "doubled after each loss"),
+        "retries": (int, 5, "retransmissions of one packet before the transfer is abandoned with an ERROR"),
+        "max_transfers": (int, 4096, "transfers served at once; further requests wait in the queue"),
+        "max_queued": (int, 4096, "requests waiting for a free transfer slot; beyond it: ERROR 'server busy'"),
+        "max_per_client": (int, 0, "transfers at once per client address (0 = no limit); more get ERROR 0 "
+                                   "\"too many transfers\""),
+        "single_port": (bool, False, "every transfer from the listening port (for firewalls/NAT that pass only "
+                                     "port 69) instead of a new port per transfer (RFC 1350 TIDs)"),
     },
     "dhcp": {
         "interface": (str, "", "empty = DHCP OFF (the default). Never answers on an interface not named here."),
@@ -629,6 +644,14 @@ def load_settings(
     if not _is_ip(tftp["bind"]):
         raise fail("tftp", "bind", f"is {tftp['bind']!r}, not an IP address",
                    'set bind to an address of this server, e.g. "127.0.0.1" or "0.0.0.0"')
+    for key, lo, hi, fix in (
+            ("timeout_ms", 10, 255000, "a retransmission timeout in milliseconds, 10..255000 (RFC 2349: 1..255 s)"),
+            ("retries", 1, 100, "a retry count, 1..100"),
+            ("max_transfers", 1, 1000000, "a number of simultaneous transfers, 1..1000000"),
+            ("max_queued", 0, 1000000, "a queue length, 0..1000000 (0 = refuse when all slots are busy)"),
+            ("max_per_client", 0, 1000000, "a per-client limit, 0 (none)..1000000")):
+        if not lo <= tftp[key] <= hi:
+            raise fail("tftp", key, f"is {tftp[key]}, outside {lo}..{hi}", f"set it to {fix}")
     if not 8 <= tftp["max_blksize"] <= 65464:
         raise fail("tftp", "max_blksize", f"is {tftp['max_blksize']}, outside 8..65464 (RFC 2348)",
                    "use 1468 for Ethernet (the default) or another value in range")
@@ -810,7 +833,10 @@ def load_settings(
         ),
         store=StoreSettings(url=store_url),
         tftp=TftpSettings(enabled=tftp["enabled"], bind=tftp["bind"], port=tftp["port"],
-                          root=Path(tftp["root"]).expanduser(), max_blksize=tftp["max_blksize"]),
+                          root=Path(tftp["root"]).expanduser(), max_blksize=tftp["max_blksize"],
+                          timeout_ms=tftp["timeout_ms"], retries=tftp["retries"],
+                          max_transfers=tftp["max_transfers"], max_queued=tftp["max_queued"],
+                          max_per_client=tftp["max_per_client"], single_port=tftp["single_port"]),
         dhcp=DhcpSettings(**dhcp),
         boot=BootSettings(**boot),
         content=ContentSettings(root=path_or(values["content"]["root"], data / "content")),

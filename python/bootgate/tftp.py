@@ -26,8 +26,10 @@ def bind_address(settings: Settings) -> str:
 
 def engine_args(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `_native.TftpEngine`."""
-    return {"bind": bind_address(settings), "root": str(settings.tftp.root),
-            "max_blksize": settings.tftp.max_blksize}
+    t = settings.tftp
+    return {"bind": bind_address(settings), "root": str(t.root), "max_blksize": t.max_blksize,
+            "timeout_ms": t.timeout_ms, "retries": t.retries, "max_transfers": t.max_transfers,
+            "max_queued": t.max_queued, "max_per_client": t.max_per_client, "single_port": t.single_port}
 
 
 def split_socket_addr(value: str) -> tuple[str, int | None]:

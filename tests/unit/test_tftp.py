@@ -12,8 +12,12 @@ from tests.unit.test_dhcp import FakeEngine
 
 
 def test_engine_args(tmp_path: Path) -> None:
-    s = settings_for(tmp_path, '[tftp]\nbind = "127.0.0.1"\nport = 6969\nroot = "/srv/tftp"\nmax_blksize = 1400\n')
-    assert engine_args(s) == {"bind": "127.0.0.1:6969", "root": "/srv/tftp", "max_blksize": 1400}
+    s = settings_for(tmp_path, '[tftp]\nbind = "127.0.0.1"\nport = 6969\nroot = "/srv/tftp"\nmax_blksize = 1400\n'
+                               'timeout_ms = 750\nretries = 7\nmax_transfers = 900\nmax_queued = 20\n'
+                               'max_per_client = 2\nsingle_port = true\n')
+    assert engine_args(s) == {"bind": "127.0.0.1:6969", "root": "/srv/tftp", "max_blksize": 1400,
+                              "timeout_ms": 750, "retries": 7, "max_transfers": 900, "max_queued": 20,
+                              "max_per_client": 2, "single_port": True}
     s6 = settings_for(tmp_path, '[tftp]\nbind = "::1"\nport = 69\n')
     assert bind_address(s6) == "[::1]:69"
 
