@@ -67,8 +67,10 @@ class TlsSettings:
     ca_cert: Path
     # True when cert/key/ca_cert are bootgate's own (created and renewed under data_dir).
     managed: bool
-    # Key algorithm of bootgate's own CA and server certificate (managed material only).
-    key_type: str = "rsa-2048"
+    # Key algorithm of bootgate's own server certificate (managed material only).
+    key_type: str = "ecdsa-p256"
+    # With an ECDSA key_type: an RSA-2048 certificate beside it, from an RSA CA (managed material only).
+    rsa_fallback: bool = True
 
 
 @dataclass(frozen=True)
@@ -235,8 +237,10 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any, str]]] = {
         "cert": (str, "", "default <data_dir>/tls/server.pem (server cert + CA chain, root included)"),
         "key": (str, "", "default <data_dir>/tls/server.key"),
         "ca_cert": (str, "", "default <data_dir>/tls/ca.pem"),
-        "key_type": (str, "rsa-2048", "key of bootgate's own CA and server certificate: rsa-2048, rsa-3072 or "
-                                      "ecdsa-p256 (iPXE builds before 2025/26 verify only RSA: see docs/trust.md)"),
+        "key_type": (str, "ecdsa-p256", "key of bootgate's own server certificate: ecdsa-p256, rsa-2048 or rsa-3072"),
+        "rsa_fallback": (bool, True, "with an ECDSA key_type, also issue an RSA-2048 certificate (and keep the CA RSA) "
+                                     "for clients that cannot verify ECDSA, as every stock iPXE today; the server "
+                                     "picks by what the client offers (docs/trust.md)"),
     },
     "store": {
         "url": (str, "", "default sqlite+aiosqlite:///<data_dir>/bootgate.db"),
@@ -830,6 +834,7 @@ def load_settings(
             ca_cert=path_or(tls["ca_cert"], tls_dir / "ca.pem"),
             managed=managed,
             key_type=tls["key_type"],
+            rsa_fallback=tls["rsa_fallback"],
         ),
         store=StoreSettings(url=store_url),
         tftp=TftpSettings(enabled=tftp["enabled"], bind=tftp["bind"], port=tftp["port"],

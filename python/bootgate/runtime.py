@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import signal
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +66,22 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _Config(HypercornConfig):
+    """hypercorn's Config with extra certificate chains in the TLS context (an RSA certificate beside
+    the ECDSA one: OpenSSL serves each client the one its signature algorithms allow)."""
+
+    extra_chains: list[tuple[str, str]] = []
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        ctx = super().create_ssl_context()
+        if ctx is not None:
+            for cert, key in self.extra_chains:
+                ctx.load_cert_chain(certfile=cert, keyfile=key)
+        return ctx
+
+
 def hypercorn_config(settings: Settings, tls: TlsFiles | None) -> HypercornConfig:
-    cfg = HypercornConfig()
+    cfg = _Config()
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("hypercorn.error")
     cfg.include_server_header = False
@@ -75,6 +90,7 @@ def hypercorn_config(settings: Settings, tls: TlsFiles | None) -> HypercornConfi
     if settings.http.https_port and tls is not None:
         cfg.certfile = str(tls.cert)
         cfg.keyfile = str(tls.key)
+        cfg.extra_chains = [(str(c), str(k)) for c, k in tls.chains()[1:]]
         cfg.ciphers = CIPHERS
         cfg.bind = [_hostport(bind, settings.http.https_port)]
         cfg.insecure_bind = [_hostport(bind, settings.http.port)] if settings.http.port else []

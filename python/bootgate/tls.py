@@ -1,12 +1,15 @@
-"""bootgate's own private CA and server certificate, and the admin token.
+"""bootgate's own private CA and server certificates, and the admin token.
 
-The key type is `[tls] key_type`: RSA-2048 by default, RSA-3072, or ECDSA P-256. RSA is the default
-because iPXE is the main client of the HTTPS service and the iPXE builds in today's distributions
-(Debian trixie's 1.21.1+git20250501) verify only RSA: their binaries carry the rsaEncryption OID and no
-ecPublicKey, prime256v1 or ecdsa-with-SHA256 OID (EC support reached iPXE's sources later). Operators
-whose iPXE has EC support choose ecdsa-p256. Changing the type re-issues the server certificate; a CA
-of another type is kept (a new CA would invalidate the fingerprint every client trusts) unless the
-operator removes the tls directory.
+`[tls] key_type` (default ecdsa-p256) is the server certificate's key. With an ECDSA key and
+`rsa_fallback` (default on) bootgate also issues an RSA-2048 certificate from the same CA, and the CA
+itself is RSA-2048: the HTTPS listener holds both certificates and OpenSSL picks the one the client's
+signature algorithms and cipher suites allow. Modern clients (browsers, curl, the installers) get ECDSA;
+iPXE gets RSA, because the iPXE builds in today's distributions (Debian trixie's
+1.21.1+git20250501) verify only RSA: their binaries carry the rsaEncryption OID and no ecPublicKey,
+prime256v1 or ecdsa-with-SHA256 OID, so they can verify neither an EC leaf nor an EC CA's signature.
+Without the fallback (or with an RSA key_type) there is one certificate and the CA has the same key type.
+Changing the type re-issues the server certificates; a CA of another type is kept (a new CA would
+invalidate the fingerprint every client trusts) unless the operator removes the tls directory.
 """
 
 from __future__ import annotations
@@ -41,6 +44,16 @@ class TlsFiles:
     cert: Path
     key: Path
     ca_cert: Path
+    # the RSA certificate served beside an ECDSA one to clients that cannot verify ECDSA (rsa_fallback)
+    fallback_cert: Path | None = None
+    fallback_key: Path | None = None
+
+    def chains(self) -> list[tuple[Path, Path]]:
+        """(certificate chain, key) pairs the HTTPS listener loads, the primary first."""
+        out = [(self.cert, self.key)]
+        if self.fallback_cert is not None and self.fallback_key is not None:
+            out.append((self.fallback_cert, self.fallback_key))
+        return out
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -216,7 +229,11 @@ def ensure_tls(settings: Settings) -> TlsFiles:
     the config is only checked for existence.
     """
     t = settings.tls
-    files = TlsFiles(cert=t.cert, key=t.key, ca_cert=t.ca_cert)
+    fallback = t.managed and t.rsa_fallback and t.key_type.startswith("ecdsa")
+    files = TlsFiles(cert=t.cert, key=t.key, ca_cert=t.ca_cert,
+                     fallback_cert=t.cert.with_name("server-rsa.pem") if fallback else None,
+                     fallback_key=t.key.with_name("server-rsa.key") if fallback else None)
+    ca_type = "rsa-2048" if fallback else t.key_type
     if not t.managed:
         for key, path in (("cert", t.cert), ("key", t.key)):
             if not path.is_file():
@@ -233,16 +250,21 @@ def ensure_tls(settings: Settings) -> TlsFiles:
         if key_type_of(loaded) is None:
             raise ConfigError(f"{ca_key_path}: not an RSA or ECDSA P-256 key: remove the tls directory to create "
                               "a new CA")
-        if key_type_of(loaded) != t.key_type:
-            log.warning("CA key type differs from [tls] key_type; the CA is kept, the server key follows key_type",
-                        extra={"kv": {"ca_key_type": key_type_of(loaded), "key_type": t.key_type,
+        if key_type_of(loaded) != ca_type:
+            log.warning("CA key type differs from the one [tls] key_type/rsa_fallback call for; the CA is kept, "
+                        "the server keys follow key_type",
+                        extra={"kv": {"ca_key_type": key_type_of(loaded), "wanted": ca_type,
                                       "fix": "remove the tls directory to create a new CA of the new type"}})
         ca_key = loaded  # type: ignore[assignment]
     else:
-        ca, ca_key = _create_ca(t.ca_cert, ca_key_path, t.key_type)
+        ca, ca_key = _create_ca(t.ca_cert, ca_key_path, ca_type)
     names = server_names(settings)
     if not t.key.is_file() or _needs_new_server_cert(t.cert, ca, names, t.key_type):
         _issue_server(files, ca, ca_key, names, t.key_type)
+    if files.fallback_cert is not None and files.fallback_key is not None:
+        fb = TlsFiles(cert=files.fallback_cert, key=files.fallback_key, ca_cert=t.ca_cert)
+        if not fb.key.is_file() or _needs_new_server_cert(fb.cert, ca, names, "rsa-2048"):
+            _issue_server(fb, ca, ca_key, names, "rsa-2048")
     return files
 
 

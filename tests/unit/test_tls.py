@@ -112,7 +112,7 @@ def test_key_types_issue_working_chains(tmp_path: Path, key_type: str) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from bootgate.tls import key_type_of
-    s = settings_for(tmp_path, f'[tls]\nkey_type = "{key_type}"\n')
+    s = settings_for(tmp_path, f'[tls]\nkey_type = "{key_type}"\nrsa_fallback = false\n')
     files = ensure_tls(s)
     chain = x509.load_pem_x509_certificates(files.cert.read_bytes())
     ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
@@ -126,12 +126,61 @@ def test_key_types_issue_working_chains(tmp_path: Path, key_type: str) -> None:
     assert key_type_of(_handshake(files.cert, files.key, files.ca_cert).public_key()) == key_type
 
 
+def test_default_is_ecdsa_with_an_rsa_fallback_chosen_by_the_client(tmp_path: Path) -> None:
+    """Default: an ECDSA P-256 server certificate and an RSA-2048 one from one RSA CA, both in the HTTPS
+    listener's context (runtime.hypercorn_config): a client offering only RSA signatures and RSA suites,
+    as iPXE does, gets the RSA certificate; a default client gets ECDSA; both verify against the CA."""
+    import socket
+    import subprocess
+    import threading
+
+    from bootgate.runtime import hypercorn_config
+    from bootgate.tls import key_type_of
+    s = settings_for(tmp_path, '[http]\nhttps_port = 8443\n')
+    files = ensure_tls(s)
+    assert s.tls.key_type == "ecdsa-p256" and files.fallback_cert is not None
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    assert key_type_of(ca.public_key()) == "rsa-2048"
+    fb = x509.load_pem_x509_certificates(files.fallback_cert.read_bytes())
+    assert key_type_of(fb[0].public_key()) == "rsa-2048" and fb[1] == ca
+    _verify_chain(fb[0], ca)
+    ctx = hypercorn_config(s, files).create_ssl_context()
+    assert ctx is not None
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = lsock.accept()
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"ok")
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    seen = []
+    try:
+        for extra in (["-tls1_2", "-sigalgs", "RSA+SHA256:RSA+SHA384", "-cipher",
+                       "ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA256"], []):
+            out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile",
+                                  str(files.ca_cert), "-servername", "localhost", *extra],
+                                 input="", capture_output=True, text=True, timeout=20).stdout
+            assert "Verify return code: 0 (ok)" in out, out
+            seen.append([ln.strip() for ln in out.splitlines() if "Server public key is" in ln][0])
+    finally:
+        t.join(10)
+        lsock.close()
+    assert seen == ["Server public key is 2048 bit", "Server public key is 256 bit"]
+
+
 def test_key_type_change_reissues_server_keeps_ca(tmp_path: Path) -> None:
     from bootgate.tls import key_type_of
-    s = settings_for(tmp_path)
+    s = settings_for(tmp_path, '[tls]\nkey_type = "rsa-2048"\n')
     ensure_tls(s)
     fp = ca_fingerprint(s.tls.ca_cert)
-    s2 = settings_for(tmp_path, '[tls]\nkey_type = "ecdsa-p256"\n')
+    s2 = settings_for(tmp_path, '[tls]\nkey_type = "ecdsa-p256"\nrsa_fallback = false\n')
     assert s2.tls.ca_cert == s.tls.ca_cert
     ensure_tls(s2)
     leaf = x509.load_pem_x509_certificates(s2.tls.cert.read_bytes())[0]

@@ -33,6 +33,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -223,6 +224,12 @@ async def mab_authorize(request: Request) -> Response:
                          "reply:Reply-Message": "bootgate imaging exception"})
 
 
+def _tls_files(settings: Settings) -> list[Path]:
+    """Certificates whose expiry is exported and warned about: the server's (ECDSA and its RSA fallback) and the CA."""
+    fallback = settings.tls.cert.with_name("server-rsa.pem")
+    return [settings.tls.cert, *([fallback] if fallback.is_file() else []), settings.tls.ca_cert]
+
+
 async def mab_list(request: Request) -> Response:
     """MAB exceptions in place and the last NAC calls, newest first (read-only role)."""
     sec = security_of(request)
@@ -278,7 +285,7 @@ def security_install(app: Any, settings: Settings) -> None:
     deps = getattr(getattr(app.state, "bootgate", None), "deps", None)
     registry = getattr(getattr(deps, "metrics", None), "registry", None)
     if registry is not None and not getattr(registry, "_bootgate_security", False):
-        registry.register(TlsExpiryCollector([settings.tls.cert, settings.tls.ca_cert]))
+        registry.register(TlsExpiryCollector(_tls_files(settings)))
         if sec is not None:
             registry.register(SecurityCollector(sec))
         registry._bootgate_security = True
@@ -299,7 +306,7 @@ def security_start(app: Any, settings: Settings) -> None:
     """Called from the lifespan: warns about expiring certificates, starts the MAB expiry sweep."""
     from ..auth.tlsmon import warn_expiring  # noqa: PLC0415
 
-    warn_expiring([settings.tls.cert, settings.tls.ca_cert])
+    warn_expiring(_tls_files(settings))
     sec = security_of_app(app)
     if sec is not None and sec.mab is not None:
         app.state.security_tasks = [asyncio.get_running_loop().create_task(sec.mab.expiry_loop())]
