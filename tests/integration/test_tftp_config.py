@@ -32,6 +32,19 @@ def _engine(tmp_path: Path, extra: str) -> tuple[TftpEngine, int, bytes]:
     return engine, port, big
 
 
+def _client(timeout: float = 5) -> socket.socket:
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(timeout)
+    return c
+
+
+def _ask(c: socket.socket, port: int) -> tuple[bytes, tuple[str, int]]:
+    """Sends the RRQ for big.bin and returns the first answer and where it came from."""
+    c.sendto(RRQ, (HOST, port))
+    data, src = c.recvfrom(2048)
+    return data, src
+
+
 def test_defaults_map_to_the_engine(tmp_path: Path) -> None:
     s = settings_for(tmp_path)
     args = engine_args(s)
@@ -43,10 +56,8 @@ def test_defaults_map_to_the_engine(tmp_path: Path) -> None:
 def test_single_port_from_config_serves_real_clients_from_port_69s_socket(tmp_path: Path) -> None:
     engine, port, big = _engine(tmp_path, "single_port = true\n")
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
-            c.settimeout(5)
-            c.sendto(RRQ, (HOST, port))
-            data, src = c.recvfrom(2048)
+        with _client() as c:
+            data, src = _ask(c, port)
             assert data[:4] == b"\0\x03\0\x01" and src == (HOST, port)  # DATA 1 from the listening port
             c.sendto(b"\0\x05\0\x00stop\0", src)  # ERROR: end this transfer
         if tftp := shutil.which("tftp"):
@@ -60,10 +71,8 @@ def test_single_port_from_config_serves_real_clients_from_port_69s_socket(tmp_pa
 def test_default_mode_uses_a_new_port_per_transfer(tmp_path: Path) -> None:
     engine, port, _ = _engine(tmp_path, "")
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
-            c.settimeout(5)
-            c.sendto(RRQ, (HOST, port))
-            data, src = c.recvfrom(2048)
+        with _client() as c:
+            data, src = _ask(c, port)
             assert data[:4] == b"\0\x03\0\x01" and src[1] != port
             c.sendto(b"\0\x05\0\x00stop\0", src)
     finally:
@@ -73,14 +82,9 @@ def test_default_mode_uses_a_new_port_per_transfer(tmp_path: Path) -> None:
 def test_max_per_client_from_config(tmp_path: Path) -> None:
     engine, port, _ = _engine(tmp_path, "max_per_client = 1\n")
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-            a.settimeout(5)
-            b.settimeout(5)
-            a.sendto(RRQ, (HOST, port))
-            assert a.recvfrom(2048)[0][:4] == b"\0\x03\0\x01"
-            b.sendto(RRQ, (HOST, port))
-            data, _ = b.recvfrom(2048)
+        with _client() as a, _client() as b:
+            assert _ask(a, port)[0][:4] == b"\0\x03\0\x01"
+            data, _ = _ask(b, port)
             assert data[:4] == b"\0\x05\0\x00" and b"too many transfers" in data, data
     finally:
         engine.stop()
@@ -88,12 +92,11 @@ def test_max_per_client_from_config(tmp_path: Path) -> None:
 
 def test_timeout_and_retries_from_config_give_up_after_the_configured_count(tmp_path: Path) -> None:
     # timeout 100 ms doubling, 2 retries: DATA 1 goes out at about 0, 0.1 and 0.3 s, and the transfer is
-    # abandoned at about 0.7 s. With the defaults (1000 ms, 5 retries) the same 3 s window would hold only
-    # the sends at 0, 1 and 3 s... and no abandoned transfer for a minute: so both counts below tell.
+    # abandoned at about 0.7 s. With the defaults (1000 ms, 5 retries) the same 2.5 s window would hold only
+    # the sends at 0 and 1 s and no abandoned transfer (that takes a minute): so both counts below tell.
     engine, port, _ = _engine(tmp_path, "timeout_ms = 100\nretries = 2\n")
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
-            c.settimeout(0.2)
+        with _client(0.2) as c:
             c.sendto(RRQ, (HOST, port))
             got: list[bytes] = []
             deadline = time.monotonic() + 2.5
