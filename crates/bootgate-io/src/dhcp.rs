@@ -29,6 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::counters::Counters;
 use crate::events::EventQueue;
+use crate::poll::{poll_due, pollin};
 
 /// What to answer (defined in `bootgate_wire::dhcp`, where the decision lives).
 pub use bootgate_wire::dhcp::DhcpPolicy;
@@ -543,28 +544,9 @@ impl Worker {
         // Delays are the same for every reply of one policy, so the queue stays in due order
         // (a policy swap to a shorter delay may send a few replies early: harmless).
         let mut pending: VecDeque<Pending> = VecDeque::new();
-        let pollfd = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        let mut fds = [pollfd(self.dhcp.as_raw_fd()), pollfd(self.pxe.as_raw_fd()), pollfd(stop_rx.as_raw_fd())];
+        let mut fds = [pollin(self.dhcp.as_raw_fd()), pollin(self.pxe.as_raw_fd()), pollin(stop_rx.as_raw_fd())];
         loop {
-            for f in fds.iter_mut() {
-                f.revents = 0;
-            }
-            let timeout = match pending.front() {
-                None => -1,
-                Some(p) => {
-                    let wait = p.due.saturating_duration_since(Instant::now());
-                    // Round up so a wake-up is never before the due time.
-                    i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-                }
-            };
-            // SAFETY: `fds` is a valid array of three pollfd structs for the duration of the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                continue;
-            }
+            poll_due(&mut fds, pending.front().map(|p| p.due));
             if fds[2].revents != 0 {
                 return;
             }

@@ -9,6 +9,7 @@ pub mod counters;
 pub mod dhcp;
 pub mod events;
 pub mod hashing;
+pub mod poll;
 pub mod ra;
 pub mod tftp;
 

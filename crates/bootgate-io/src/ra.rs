@@ -27,6 +27,7 @@ use bootgate_wire::dhcp::ra::{NdError, RouterAdvertisement, RouterSolicitation, 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::counters::Counters;
+use crate::poll::{poll_due, pollin};
 
 /// Where and how the responder runs.
 #[derive(Clone, Debug)]
@@ -265,27 +266,9 @@ struct Worker {
 impl Worker {
     fn run(mut self, stop_rx: UnixStream) {
         let mut buf = [0u8; 1500];
-        let pollfd = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        let mut fds = [pollfd(self.sock.as_raw_fd()), pollfd(stop_rx.as_raw_fd())];
+        let mut fds = [pollin(self.sock.as_raw_fd()), pollin(stop_rx.as_raw_fd())];
         loop {
-            for f in fds.iter_mut() {
-                f.revents = 0;
-            }
-            let timeout = match self.pending_multicast {
-                None => -1,
-                Some(due) => {
-                    let wait = due.saturating_duration_since(Instant::now());
-                    i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-                }
-            };
-            // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                continue;
-            }
+            poll_due(&mut fds, self.pending_multicast);
             if fds[1].revents != 0 {
                 return;
             }
