@@ -131,7 +131,8 @@ def content_information(
     threads: int = 0,
     progress: HashProgress | None = None,
 ) -> tuple[bytes, dict[str, int]]:
-    """(blob, {size, dev, ino, mtime_ns, segments}); GIL released, streams the file, `threads` cores (0 = all).
+    """(blob, {size, dev, ino, mtime_ns, segments, mapped}); GIL released, `threads` cores (0 = all); mapped is 1
+    when the file was hashed from a leased read-only mapping (nobody writing it), 0 when read with pread.
     Raises OSError, ValueError (bad settings), BootgateError (file changed while hashed, cancelled)."""
     ...
 

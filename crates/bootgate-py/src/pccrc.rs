@@ -154,6 +154,7 @@ fn content_information<'py>(
     info.set_item("ino", built.identity.ino)?;
     info.set_item("mtime_ns", built.identity.mtime_ns)?;
     info.set_item("segments", built.segments)?;
+    info.set_item("mapped", u8::from(built.read == "mmap"))?;
     Ok((PyBytes::new(py, &built.blob), info))
 }
 
