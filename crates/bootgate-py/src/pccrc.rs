@@ -201,6 +201,25 @@ fn bytes<'py>(py: Python<'py>, h: &HashValue) -> Bound<'py, PyBytes> {
     PyBytes::new(py, h.as_bytes())
 }
 
+/// One segment of [`parse_content_information`]: `(offset, length, block_size)`, `[hod, secret, id]`
+/// and the block hashes.
+fn segment_dict<'py>(
+    py: Python<'py>,
+    (offset, length, block_size): (u64, u32, u32),
+    [hod, secret, id]: [&HashValue; 3],
+    block_hashes: &[HashValue],
+) -> Result<Bound<'py, PyDict>> {
+    let o = PyDict::new(py);
+    o.set_item("offset", offset)?;
+    o.set_item("length", length)?;
+    o.set_item("block_size", block_size)?;
+    o.set_item("hod", bytes(py, hod))?;
+    o.set_item("secret", bytes(py, secret))?;
+    o.set_item("id", bytes(py, id))?;
+    o.set_item("block_hashes", PyList::new(py, block_hashes.iter().map(|b| bytes(py, b)))?)?;
+    Ok(o)
+}
+
 /// Parses Content Information of either version into a dict (raises `WireError`):
 /// {version: 1|2, hash_algo, content_range: (start, end), segments: [{offset, length,
 /// block_size, hod, secret, id, block_hashes: [bytes]}]}. A version 2.0 segment is one block
@@ -216,18 +235,8 @@ fn parse_content_information<'py>(py: Python<'py>, blob: &[u8]) -> Result<Bound<
             set(&d, "version", 1u8.into_pyobject(py)?.into_any())?;
             d.set_item("hash_algo", algo_name(i.algo()))?;
             for s in i.segments() {
-                let o = PyDict::new(py);
-                o.set_item("offset", s.offset())?;
-                o.set_item("length", s.length())?;
-                o.set_item("block_size", s.block_size())?;
-                set(&o, "hod", bytes(py, s.hash_of_data()).into_any())?;
-                set(&o, "secret", bytes(py, s.secret()).into_any())?;
-                set(&o, "id", bytes(py, &s.id()).into_any())?;
-                let bl = PyList::empty(py);
-                for b in s.block_hashes() {
-                    bl.append(bytes(py, b))?;
-                }
-                set(&o, "block_hashes", bl.into_any())?;
+                let seg = (s.offset(), s.length(), s.block_size());
+                let o = segment_dict(py, seg, [s.hash_of_data(), s.secret(), &s.id()], s.block_hashes())?;
                 segs.append(o)?;
             }
         }
@@ -235,16 +244,9 @@ fn parse_content_information<'py>(py: Python<'py>, blob: &[u8]) -> Result<Bound<
             set(&d, "version", 2u8.into_pyobject(py)?.into_any())?;
             d.set_item("hash_algo", "sha512/256-truncated")?;
             for s in i.segments() {
-                let o = PyDict::new(py);
-                o.set_item("offset", s.offset())?;
-                o.set_item("length", s.length())?;
-                o.set_item("block_size", s.length())?;
-                set(&o, "hod", bytes(py, s.hash_of_data()).into_any())?;
-                set(&o, "secret", bytes(py, s.secret()).into_any())?;
-                set(&o, "id", bytes(py, &s.id()).into_any())?;
-                let bl = PyList::empty(py);
-                bl.append(bytes(py, s.hash_of_data()))?;
-                set(&o, "block_hashes", bl.into_any())?;
+                let seg = (s.offset(), s.length(), s.length());
+                let hod = s.hash_of_data();
+                let o = segment_dict(py, seg, [hod, s.secret(), &s.id()], std::slice::from_ref(hod))?;
                 segs.append(o)?;
             }
         }
