@@ -92,7 +92,10 @@ class Server:
         return self.api("GET", f"/api/v1/boots?mac={mac}")  # type: ignore[no-any-return]
 
 
-def write_config(path: Path, data_dir: Path, scheme: str) -> None:
+def write_config(path: Path, data_dir: Path, scheme: str, *, content: Path = e2e_lab.CONTENT_DIR,
+                 ra: bool | None = None, extra: str = "") -> None:
+    """The lab's bootgate config; `ra` defaults to BOOTGATE_E2E_RA=bootgate, `extra` is appended (more sections)."""
+    ra = RA_MODE == "bootgate" if ra is None else ra
     path.write_text(f"""\
 # bootgate e2e lab config (written by tests/e2e/test_boot.py)
 [server]
@@ -111,11 +114,11 @@ root = "{e2e_lab.IPXE_TRIXIE_DIR}"
 interface = "{e2e_lab.BRIDGE}"
 server_ip = "{e2e_lab.SERVER_IP}"
 script_scheme = "{scheme}"
-ipv6_ra = {"true" if RA_MODE == "bootgate" else "false"}
+ipv6_ra = {"true" if ra else "false"}
 
 [content]
-root = "{e2e_lab.CONTENT_DIR}"
-""")
+root = "{content}"
+""" + extra)
 
 
 class Bootgate:

@@ -38,35 +38,6 @@ class HttpBootLab(e2e_lab.Lab):
         return argv + ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n"]
 
 
-def write_config(path: Path, data_dir: Path, content: Path) -> None:
-    path.write_text(f"""\
-# bootgate e2e HTTP Boot config (written by tests/e2e/test_http_boot.py)
-[server]
-data_dir = "{data_dir}"
-
-[http]
-bind = "{e2e_lab.SERVER_IP}"
-port = {tb.HTTP_PORT}
-https_port = {tb.HTTPS_PORT}
-
-[tftp]
-bind = "{e2e_lab.SERVER_IP}"
-root = "{e2e_lab.IPXE_TRIXIE_DIR}"
-
-[dhcp]
-interface = "{e2e_lab.BRIDGE}"
-server_ip = "{e2e_lab.SERVER_IP}"
-script_scheme = "http"
-ipv6_ra = true
-
-[boot]
-http_efi_x64 = "{PROGRAM}"
-
-[content]
-root = "{content}"
-""")
-
-
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[tb.Server]:
     if not tb.BOOTGATE.exists():
@@ -81,7 +52,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[tb.Server]:
         shutil.copy(e2e_lab.CONTENT_DIR / name, content / name)
     shutil.copy(e2e_lab.IPXE_TRIXIE_DIR / PROGRAM, content / PROGRAM)
     config = work / "bootgate.toml"
-    write_config(config, work / "data", content)
+    # bootgate answers the VM's router solicitations itself (the lab's own RA is off below)
+    tb.write_config(config, work / "data", "http", content=content, ra=True,
+                    extra=f'\n[boot]\nhttp_efi_x64 = "{PROGRAM}"\n')
     failed_before = request.session.testsfailed
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
     with HttpBootLab(work / "lab", ra=False) as lab:
