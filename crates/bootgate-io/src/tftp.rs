@@ -22,8 +22,9 @@
 //!
 //! System calls: the listener has a large receive buffer (the RRQ burst of thousands of machines
 //! powering on at once) and is read with recvmmsg(2); each window goes out in one sendmsg(2) with
-//! UDP_SEGMENT (GSO) where the kernel has it, else in one sendmmsg(2); timers are scanned only
-//! when the earliest deadline is due.
+//! UDP_SEGMENT (GSO) where the kernel has it, else in one sendmmsg(2), and a window of one
+//! datagram (windowsize 1) in one plain send(2) on the connected socket, without control message
+//! or allocation; timers are scanned only when the earliest deadline is due.
 //!
 //! Each transfer holds a socket, so `start` lifts the process's soft RLIMIT_NOFILE towards its hard
 //! limit when it is below `max_transfers` + 256.
@@ -121,6 +122,7 @@ pub struct TftpEvent {
 
 /// Largest windowsize granted (RFC 7440).
 pub const MAX_WINDOWSIZE: u16 = 16;
+const _: () = assert!(MAX_WINDOWSIZE as usize <= sys::SEND_MAX, "a window must fit one send_batch");
 /// Largest window sent as one UDP_SEGMENT buffer (a UDP datagram's payload limit, 65507, less
 /// some room); larger windows go out with sendmmsg.
 const GSO_MAX_BYTES: usize = 65000;
@@ -128,6 +130,9 @@ const GSO_MAX_BYTES: usize = 65000;
 const EVENT_CAPACITY: usize = 65536;
 /// Files kept in memory while no transfer uses them.
 const CACHE_IDLE_FILES: usize = 64;
+/// Ready descriptors taken from one epoll_wait(2): at N = 2000 with windowsize 1 several hundred
+/// transfers are ready at once, and each wait costs a system call.
+const EPOLL_BATCH: usize = 1024;
 /// Datagrams read from one socket per wake-up, so one busy peer cannot starve the rest.
 const READ_BURST: usize = 64;
 /// Receive buffer asked for the listening socket: room for the RRQ burst of a few thousand
@@ -648,93 +653,53 @@ mod sys {
         Ok(n as usize)
     }
 
-    /// Sends consecutive datagrams `buf[ends[i-1]..ends[i]]` to `dst` from an unconnected socket
-    /// (single-port mode) with sendmmsg(2); `src`, when given, is the source address (an
-    /// IP_PKTINFO / IPV6_PKTINFO control message, for a socket bound to a wildcard address).
-    /// Returns how many went out; an error only when none did.
-    pub fn send_batch_to(
+    /// Most datagrams one [`send_batch`] call sends: a whole window (at most MAX_WINDOWSIZE).
+    pub const SEND_MAX: usize = 16;
+
+    /// Sends consecutive datagrams `buf[ends[i-1]..ends[i]]` (at most [`SEND_MAX`]) with as few
+    /// sendmmsg(2) calls as the kernel allows, from stack buffers (no allocation per window). On a
+    /// connected socket `to` is `None`; from an unconnected one (single-port mode) it is the
+    /// client and, for a socket bound to a wildcard address, the source address (an IP_PKTINFO /
+    /// IPV6_PKTINFO control message). Returns how many went out; an error only when none did.
+    pub fn send_batch(
         fd: RawFd,
         buf: &[u8],
         ends: &[usize],
-        dst: SocketAddr,
-        src: Option<IpAddr>,
+        to: Option<(SocketAddr, Option<IpAddr>)>,
     ) -> io::Result<usize> {
-        let name = socket2::SockAddr::from(dst);
+        let ends = &ends[..ends.len().min(SEND_MAX)];
+        let name = to.map(|(dst, _)| socket2::SockAddr::from(dst));
         let mut control = [0u64; 8];
         let mut controllen = 0usize;
-        if let Some(src) = src {
+        if let Some((_, Some(src))) = to {
             // SAFETY: `control` is 64 bytes, aligned for cmsghdr.
             controllen = unsafe { write_pktinfo(control.as_mut_ptr().cast(), src) };
         }
-        let mut iovs = Vec::with_capacity(ends.len());
+        // SAFETY: all-zero bytes are valid iovec and mmsghdr values.
+        let mut iovs: [libc::iovec; SEND_MAX] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; SEND_MAX] = unsafe { zeroed() };
         let mut start = 0;
-        for &end in ends {
+        for (k, &end) in ends.iter().enumerate() {
             let part = buf.get(start..end).unwrap_or(&[]);
-            iovs.push(libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
+            iovs[k] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
             start = end;
+            let h = &mut hdrs[k].msg_hdr;
+            h.msg_iov = &mut iovs[k];
+            h.msg_iovlen = 1;
+            if let Some(name) = &name {
+                h.msg_name = name.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = name.len();
+            }
+            if controllen > 0 {
+                h.msg_control = control.as_mut_ptr().cast();
+                h.msg_controllen = controllen as _;
+            }
         }
-        let mut hdrs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: all-zero bytes are a valid mmsghdr.
-                let mut h: libc::mmsghdr = unsafe { zeroed() };
-                h.msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
-                h.msg_hdr.msg_namelen = name.len();
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                if controllen > 0 {
-                    h.msg_hdr.msg_control = control.as_mut_ptr().cast();
-                    h.msg_hdr.msg_controllen = controllen as _;
-                }
-                h
-            })
-            .collect();
         let mut sent = 0;
-        while sent < hdrs.len() {
-            let rest = &mut hdrs[sent..];
+        while sent < ends.len() {
+            let rest = &mut hdrs[sent..ends.len()];
             // SAFETY: live headers whose name, iovecs and control point at live buffers that
-            // sendmmsg only reads.
-            let r = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return if sent > 0 { Ok(sent) } else { Err(e) };
-            }
-            if r == 0 {
-                break;
-            }
-            sent += r as usize;
-        }
-        Ok(sent)
-    }
-
-    /// Sends consecutive datagrams `buf[ends[i-1]..ends[i]]` on a connected socket with as few
-    /// sendmmsg(2) calls as the kernel allows. Returns how many went out; an error only when
-    /// none did.
-    pub fn send_batch(fd: RawFd, buf: &[u8], ends: &[usize]) -> io::Result<usize> {
-        let mut iovs = Vec::with_capacity(ends.len());
-        let mut start = 0;
-        for &end in ends {
-            let part = buf.get(start..end).unwrap_or(&[]);
-            iovs.push(libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
-            start = end;
-        }
-        let mut hdrs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: all-zero bytes are a valid mmsghdr.
-                let mut h: libc::mmsghdr = unsafe { zeroed() };
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
-        let mut sent = 0;
-        while sent < hdrs.len() {
-            let rest = &mut hdrs[sent..];
-            // SAFETY: `rest` is a live array of mmsghdr whose iovecs point into `buf`, which
             // sendmmsg only reads.
             let r = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
             if r < 0 {
@@ -1046,8 +1011,8 @@ impl Server {
     }
 
     fn run(mut self) {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        let mut tokens = Vec::with_capacity(256);
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EPOLL_BATCH];
+        let mut tokens = Vec::with_capacity(EPOLL_BATCH);
         let mut buf = vec![0u8; 65536];
         while !self.shared.stop.load(Ordering::Acquire) {
             let timeout = self.wait_ms();
@@ -1468,8 +1433,6 @@ impl Server {
         // the address its request came to, on a wildcard listener).
         let dst = if self.listener_v6 { to_v6(slot.client) } else { slot.client };
         let src = if self.pktinfo { slot.local } else { None };
-        let via_listener =
-            |buf: &[u8], ends: &[usize]| sys::send_batch_to(self.listener.as_raw_fd(), buf, ends, dst, src);
         match action {
             Action::None => {}
             Action::SendOack { retransmit } => {
@@ -1477,7 +1440,7 @@ impl Server {
                 slot.transfer.write_oack(out);
                 let sent = match &slot.socket {
                     Some(socket) => socket.send(out).map(|_| ()),
-                    None => via_listener(out, &[out.len()]).map(|_| ()),
+                    None => sys::send_batch(self.listener.as_raw_fd(), out, &[out.len()], Some((dst, src))).map(|_| ()),
                 };
                 if let Err(e) = sent {
                     if e.kind() == io::ErrorKind::ConnectionRefused {
@@ -1493,7 +1456,8 @@ impl Server {
                 shared.add(C::Retransmits, retransmits);
                 // The whole window, packet after packet in one buffer: one sendmsg(2) with
                 // UDP_SEGMENT where the kernel has it (every DATA packet but the file's last is
-                // 4 + blksize bytes, and GSO allows a shorter last segment), else one sendmmsg(2).
+                // 4 + blksize bytes, and GSO allows a shorter last segment), else one sendmmsg(2);
+                // a window of one datagram in one send(2).
                 out.clear();
                 let ends = &mut self.ends;
                 ends.clear();
@@ -1527,15 +1491,15 @@ impl Server {
                         Err(_) => {}
                     }
                 }
-                let Some(socket) = &slot.socket else {
-                    if let Ok(sent) = via_listener(out, ends) {
-                        let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
-                        shared.add(C::PacketsSent, sent as u64);
-                        shared.add(C::BytesSent, (bytes - 4 * sent) as u64);
-                    }
-                    return Outcome::Continue;
+                // One datagram (every window of windowsize 1, the last of a file) on a connected
+                // socket: plain send(2), no control message (sendmmsg would also yield the CPU
+                // after each message). Otherwise sendmmsg: from the listener to the client in
+                // single-port mode, on the transfer's connected socket else.
+                let sent = match &slot.socket {
+                    Some(socket) if ends.len() == 1 => socket.send(out).map(|_| 1),
+                    _ => sys::send_batch(fd, out, ends, to),
                 };
-                match sys::send_batch(socket.as_raw_fd(), out, ends) {
+                match sent {
                     Ok(sent) => {
                         let bytes = ends.get(sent.wrapping_sub(1)).copied().unwrap_or(0);
                         shared.add(C::PacketsSent, sent as u64);
@@ -1653,6 +1617,115 @@ mod tests {
         assert_eq!(&get(&mut cache, Mode::Octet)[..], b"CHANGED", "reloaded on a new inode");
         std::fs::write(&a, b"x\ny").unwrap();
         assert_eq!(&get(&mut cache, Mode::Netascii)[..], b"x\r\ny");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn send_batch_keeps_datagram_boundaries_connected_and_addressed() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let buf = b"abcdefghijkl";
+        let recv_all = |n: usize| -> Vec<(Vec<u8>, SocketAddr)> {
+            let mut b = [0u8; 64];
+            (0..n)
+                .map(|_| {
+                    let (k, from) = rx.recv_from(&mut b).unwrap();
+                    (b[..k].to_vec(), from)
+                })
+                .collect()
+        };
+        // A connected socket: no address per message.
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        assert_eq!(sys::send_batch(tx.as_raw_fd(), buf, &[3, 7, 12], None).unwrap(), 3);
+        let got = recv_all(3);
+        let parts: Vec<&[u8]> = got.iter().map(|(d, _)| d.as_slice()).collect();
+        assert_eq!(parts, [&b"abc"[..], b"defg", b"hijkl"]);
+        assert!(got.iter().all(|(_, from)| *from == tx.local_addr().unwrap()));
+        // An unconnected wildcard socket: the address and the source go with every message.
+        let wild = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let src = IpAddr::from([127, 0, 0, 1]);
+        let to = Some((rx.local_addr().unwrap(), Some(src)));
+        assert_eq!(sys::send_batch(wild.as_raw_fd(), buf, &[5, 12], to).unwrap(), 2);
+        let got = recv_all(2);
+        assert_eq!(got[0].0, b"abcde");
+        assert_eq!(got[1].0, b"fghijkl");
+        assert!(got.iter().all(|(_, from)| from.ip() == src && from.port() == wild.local_addr().unwrap().port()));
+        // More ends than one batch holds: only the first SEND_MAX go.
+        let ends: Vec<usize> = (1..=sys::SEND_MAX + 3).collect();
+        let long = vec![b'x'; ends.len()];
+        assert_eq!(sys::send_batch(tx.as_raw_fd(), &long, &ends, None).unwrap(), sys::SEND_MAX);
+        assert_eq!(recv_all(sys::SEND_MAX).len(), sys::SEND_MAX);
+    }
+
+    /// A windowsize-1 download (one datagram per window, sent with send(2)) while a foreign
+    /// transfer id sends ACKs to the transfer's port: every byte arrives in order, the foreign
+    /// ACKs move nothing (the transfer socket is connected to the client), the counters add up.
+    #[test]
+    fn lock_step_transfer_ignores_a_foreign_transfer_id() {
+        let base = std::env::temp_dir().join(format!("bootgate-tftp-lockstep-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(base.join("f.bin"), &data).unwrap();
+        let settings = TftpSettings {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            root: base.clone(),
+            max_blksize: 1468,
+            timeout_ms: 2000,
+            retries: 3,
+            max_transfers: 16,
+        };
+        let mut engine = TftpEngine::start(settings).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let foreign = UdpSocket::bind("127.0.0.1:0").unwrap();
+        foreign.set_nonblocking(true).unwrap();
+        client.send_to(b"\x00\x01f.bin\x00octet\x00", engine.local_addr()).unwrap();
+        let ack = |block: u16| {
+            let mut a = Vec::new();
+            wire::packet::emit_ack(&mut a, block);
+            a
+        };
+        let mut got = Vec::new();
+        let mut b = [0u8; 2048];
+        let mut block = 1u16;
+        loop {
+            let (n, from) = client.recv_from(&mut b).unwrap();
+            assert_ne!(from, engine.local_addr(), "DATA comes from the transfer's own port");
+            let Ok(Packet::Data { block: got_block, data: payload }) = Packet::parse(&b[..n]) else {
+                panic!("not DATA: {:?}", &b[..n])
+            };
+            assert_eq!(got_block, block, "blocks arrive in order, once each");
+            got.extend_from_slice(payload);
+            if block == 3 {
+                // Another host acks blocks ahead: were it taken for the client, block 4 would be
+                // skipped.
+                for fake in [5u16, 6, 40] {
+                    let _ = foreign.send_to(&ack(fake), from);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            client.send_to(&ack(block), from).unwrap();
+            if payload.len() < 512 {
+                break;
+            }
+            block += 1;
+        }
+        assert!(got == data, "{} bytes received, {} expected", got.len(), data.len());
+        let mut fb = [0u8; 64];
+        assert!(foreign.recv_from(&mut fb).is_err(), "nothing is sent to the foreign transfer id");
+        let blocks = data.len() as u64 / 512 + 1;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while engine.counters().iter().any(|&(k, v)| k == "transfers_ok" && v == 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let c: HashMap<_, _> = engine.counters().into_iter().collect();
+        assert_eq!(c["transfers_ok"], 1);
+        assert_eq!(c["packets_sent"], blocks, "one DATA per block, no retransmission");
+        assert_eq!(c["bytes_sent"], data.len() as u64);
+        assert_eq!(c["retransmits"], 0);
+        assert_eq!(c["gso_sends"], 0, "windows of one datagram are sent without GSO");
+        engine.stop();
         let _ = std::fs::remove_dir_all(&base);
     }
 }
