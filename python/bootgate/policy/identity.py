@@ -12,6 +12,7 @@ What real estates look like, and how each case is handled:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ _BOGUS_SERIALS = {
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_uuid(value: str) -> str:
     """Lowercase canonical form; '' for anything that is not a UUID."""
     v = value.strip().lower().strip("{}")
@@ -43,6 +45,7 @@ def normalize_uuid(value: str) -> str:
     return v if _UUID.fullmatch(v) else ""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_bogus_uuid(value: str) -> bool:
     u = normalize_uuid(value)
     if not u or u in _BOGUS_UUIDS:
@@ -51,6 +54,7 @@ def is_bogus_uuid(value: str) -> bool:
     return len(set(hexes)) <= 1
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_bogus_serial(value: str) -> bool:
     s = value.strip().lower()
     if s in _BOGUS_SERIALS or len(s) < 3:
@@ -66,11 +70,11 @@ class Identity:
     uuid: str = ""
     serial: str = ""
 
-    @property
+    @functools.cached_property
     def good_uuid(self) -> str:
         return "" if is_bogus_uuid(self.uuid) else normalize_uuid(self.uuid)
 
-    @property
+    @functools.cached_property
     def good_serial(self) -> str:
         return "" if is_bogus_serial(self.serial) else self.serial.strip()
 

@@ -6,18 +6,20 @@ import asyncio
 import sqlite3
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..policy import MachineAction
 from . import migrate, schema
-from .inventory import Conflict, HotCache, InventoryMixin, NotFound, dialect_insert
+from .index import IdentityIndex
+from .inventory import Conflict, InventoryMixin, NotFound, dialect_insert, upsert_runs
 
 __all__ = ["BootRecord", "Conflict", "EventRecord", "NotFound", "Store", "BOOT_STATES"]
 
@@ -92,14 +94,53 @@ def _boot_dict(row: Any) -> dict[str, Any]:
     }
 
 
+def _write_batch(conn: Connection, boots: list[BootRecord], events: list[dict[str, Any]],
+                 touches: list[dict[str, Any]]) -> None:
+    """One group-commit round: boots (with their per-MAC rows and runs), their events, deferred
+    last_seen updates."""
+    m, h, hm = schema.machines, schema.hosts, schema.host_macs
+    if boots:
+        rows = []
+        for boot in boots:
+            values = dict(boot.__dict__)
+            values["capabilities"] = orjson.dumps(boot.capabilities).decode()
+            rows.append(values)
+        conn.execute(insert(schema.boots), rows)
+        # one row per MAC (the newest boot's fields; first_seen the oldest); an upsert, so two processes
+        # recording a MAC's first boot at once both succeed
+        per_mac: dict[str, dict[str, Any]] = {}
+        for boot in sorted(boots, key=lambda b: b.time):
+            first = per_mac.get(boot.mac, {}).get("first_seen", boot.time)
+            per_mac[boot.mac] = {"mac": boot.mac, "first_seen": first, "last_seen": boot.time, "uuid": boot.uuid,
+                                 "serial": boot.serial, "manufacturer": boot.manufacturer, "product": boot.product}
+        ins = dialect_insert(conn, m)
+        conn.execute(ins.on_conflict_do_update(index_elements=[m.c.mac], set_={
+            "last_seen": ins.excluded.last_seen,
+            "first_seen": func.coalesce(m.c.first_seen, ins.excluded.first_seen),
+            **{k: getattr(ins.excluded, k) for k in ("uuid", "serial", "manufacturer", "product")}}),
+            list(per_mac.values()))
+        runs = [{"deployment_id": b.deployment_id, "host_id": b.host_id, "boot_id": b.id, "started": b.time}
+                for b in boots if b.deployment_id is not None and b.host_id is not None]
+        if runs:
+            upsert_runs(conn, runs)
+    if events:
+        conn.execute(insert(schema.events), events)
+    if touches:
+        conn.execute(update(h).where(h.c.id == bindparam("hid")).values(last_seen=bindparam("t")), touches)
+        conn.execute(update(hm).where((hm.c.host_id == bindparam("hid")) & (hm.c.mac == bindparam("m")))
+                     .values(last_seen=bindparam("t")), touches)
+
+
 class Store(InventoryMixin):
     """Async access to the database. Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
         self.engine = engine
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        self._hot = HotCache()
+        self._index: IdentityIndex | None = None
         self._reader: sqlite3.Connection | None = None
+        self._sync_engine = sync_engine
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="bootgate-store") if sync_engine else None
         self._write_queue: list[tuple[BootRecord, EventRecord | None, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -107,10 +148,10 @@ class Store(InventoryMixin):
     async def open(cls, url: str) -> Store:
         u: URL = make_url(url)
         kwargs: dict[str, Any] = {}
-        if u.get_backend_name() == "sqlite":
-            if u.database and u.database != ":memory:":
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        else:
+        sqlite_file = u.get_backend_name() == "sqlite" and bool(u.database) and u.database != ":memory:"
+        if sqlite_file:
+            Path(str(u.database)).parent.mkdir(parents=True, exist_ok=True)
+        elif u.get_backend_name() != "sqlite":
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         engine = create_async_engine(u, **kwargs)
         if u.get_backend_name() == "sqlite":
@@ -121,16 +162,30 @@ class Store(InventoryMixin):
         except BaseException:
             await engine.dispose()
             raise
-        store = cls(engine)
-        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-            store._reader = _sqlite_reader(u.database)
+        sync_engine = None
+        if sqlite_file:
+            # the writer thread's own connection to the same file (Store._write_sync)
+            sync_engine = create_engine(u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0)
+            event.listen(sync_engine, "connect", _sqlite_pragmas)
+        store = cls(engine, sync_engine)
+        if sqlite_file:
+            store._reader = _sqlite_reader(str(u.database))
         return store
 
     async def close(self) -> None:
         await self.flush_writes()
+        refresh = self.__dict__.get("_index_refresh")
+        if refresh is not None:
+            await asyncio.gather(refresh, return_exceptions=True)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+            self._sync_engine = None
         await self.engine.dispose()
 
     # machines and actions
@@ -141,7 +196,9 @@ class Store(InventoryMixin):
         Group commit: the boots and deferred last_seen updates (identify) queued while one transaction
         commits are written together in the next one, so the store sees one write transaction per
         round instead of one per request. A failed round fails its callers. `event` (the boot's event)
-        is written in the same transaction: an answered boot always has it."""
+        is written in the same transaction: an answered boot always has it. A boot that names a
+        deployment (and a host) records that deployment's run in the same transaction too (see
+        `upsert_runs`)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._write_queue.append((boot, event, fut))
         self._schedule_writes()
@@ -154,14 +211,10 @@ class Store(InventoryMixin):
     async def _write_batches(self) -> None:
         while self._write_queue or self.__dict__.get("_touches"):
             batch, self._write_queue = self._write_queue[:WRITE_BATCH], self._write_queue[WRITE_BATCH:]
+            touches = self._take_touches()
             try:
-                async with self._begin(invalidate=False) as conn:
-                    if batch:
-                        await self._insert_boots(conn, [b for b, _, _ in batch])
-                    events = [_event_row(e) for _, e, _ in batch if e is not None]
-                    if events:
-                        await conn.execute(insert(schema.events), events)
-                    await self._write_touches(conn)
+                await self._write_sync(_write_batch, [b for b, _, _ in batch],
+                                       [_event_row(e) for _, e, _ in batch if e is not None], touches)
             except BaseException as e:
                 for _, _, fut in batch:
                     if not fut.done():
@@ -174,49 +227,16 @@ class Store(InventoryMixin):
                     fut.set_result(None)
 
     async def flush_writes(self) -> None:
-        """Waits until every queued boot and touch is written."""
+        """Waits until every queued identification, boot and touch is written."""
+        await self.flush_identify()
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
         if self._write_queue or self.__dict__.get("_touches"):
             self._schedule_writes()
             await self.flush_writes()
 
-    async def _insert_boots(self, conn: Any, boots: list[BootRecord]) -> None:
-        m = schema.machines
-        rows = []
-        for boot in boots:
-            values = dict(boot.__dict__)
-            values["capabilities"] = orjson.dumps(boot.capabilities).decode()
-            rows.append(values)
-        await conn.execute(insert(schema.boots), rows)
-        # one row per MAC (the newest boot's fields; first_seen the oldest); an upsert, so two processes
-        # recording a MAC's first boot at once both succeed
-        per_mac: dict[str, dict[str, Any]] = {}
-        for boot in sorted(boots, key=lambda b: b.time):
-            first = per_mac.get(boot.mac, {}).get("first_seen", boot.time)
-            per_mac[boot.mac] = {"mac": boot.mac, "first_seen": first, "last_seen": boot.time, "uuid": boot.uuid,
-                                 "serial": boot.serial, "manufacturer": boot.manufacturer, "product": boot.product}
-        ins = dialect_insert(conn, m)
-        await conn.execute(ins.on_conflict_do_update(index_elements=[m.c.mac], set_={
-            "last_seen": ins.excluded.last_seen,
-            "first_seen": func.coalesce(m.c.first_seen, ins.excluded.first_seen),
-            **{k: getattr(ins.excluded, k) for k in ("uuid", "serial", "manufacturer", "product")}}),
-            list(per_mac.values()))
-
     async def get_action(self, mac: str) -> MachineAction | None:
-        hit = self._hot.get(("action", mac))
-        if hit is not None:
-            return hit[0]  # type: ignore[no-any-return]
-        a = schema.actions
-        if self._reader is not None:
-            row = self._reader.execute("SELECT kernel, initrd, args FROM actions WHERE mac = ?", (mac,)).fetchone()
-            action = None if row is None else MachineAction(kernel=row[0], initrd=row[1], args=row[2])
-        else:
-            async with self.engine.connect() as conn:
-                r = (await conn.execute(select(a).where(a.c.mac == mac))).first()
-            action = None if r is None else MachineAction(kernel=r.kernel, initrd=r.initrd, args=r.args)
-        self._hot.put(("action", mac), (action,))
-        return action
+        return (await self.identity_index()).actions.get(mac)
 
     async def set_action(self, mac: str, action: MachineAction) -> None:
         a, m = schema.actions, schema.machines
@@ -229,11 +249,13 @@ class Store(InventoryMixin):
             exists = (await conn.execute(select(m.c.mac).where(m.c.mac == mac))).first()
             if exists is None:
                 await conn.execute(insert(m).values(mac=mac))
+            await self._identity_changed(conn)
 
     async def delete_action(self, mac: str) -> bool:
         a = schema.actions
         async with self._begin() as conn:
             res = await conn.execute(delete(a).where(a.c.mac == mac))
+            await self._identity_changed(conn)
         return bool(res.rowcount)
 
     async def list_machines(self) -> list[dict[str, Any]]:
@@ -315,7 +337,7 @@ class Store(InventoryMixin):
         if not records:
             return
         rows = [_event_row(r) for r in records]
-        async with self._begin(invalidate=False) as conn:
+        async with self._begin() as conn:
             await conn.execute(insert(schema.events), rows)
 
     async def list_events(self, *, kind: str | None = None, mac: str | None = None,

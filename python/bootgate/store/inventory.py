@@ -8,16 +8,18 @@ import csv
 import datetime
 import hashlib
 import io
+import logging
 import re
 import secrets
 import sqlite3
+import threading
 import time
-import zlib
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,8 +29,15 @@ from ..policy.deploy import Collection, Deployment, Profile
 from ..policy.identity import Candidate, Identity, Match, is_bogus_serial, is_bogus_uuid, match_identity, normalize_uuid
 from ..policy.rules import HostFacts, in_collection
 from . import schema
+from .index import (CHECK_INTERVAL, Changes, HostRow, IdentityIndex, MacRow, bump_generation, read_generation,
+                    read_generation_sqlite)
+
+log = logging.getLogger("bootgate.store")
 
 __all__ = ["Conflict", "InventoryMixin", "NotFound", "ROLES", "REPORT_KEYS", "render_name"]
+
+IDENTIFY_BATCH = 200  # identifications (registrations) per group-commit transaction
+_T = TypeVar("_T")
 
 ROLES = ("read-only", "operator", "admin")
 REPORT_KEYS = ("day", "collection", "model", "result")
@@ -93,39 +102,39 @@ def _collection_dict(r: Any, members: Sequence[int] = ()) -> dict[str, Any]:
             "members": list(members), "created": r.created, "require_login": bool(r.require_login)}
 
 
-def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
+def dialect_insert(conn: AsyncConnection | Connection, table: Any) -> Any:
     """INSERT with the dialect's ON CONFLICT support (SQLite and PostgreSQL spell it alike)."""
     if conn.dialect.name == "postgresql":
         return pg_insert(table)
     return sqlite_insert(table)
 
 
-async def serialize(conn: AsyncConnection, keys: Sequence[str]) -> None:
+def serialize(conn: Connection, keys: Sequence[str]) -> None:
     """Serializes this transaction against every other one (in any process on the same database) that
     names one of `keys`, until it ends. PostgreSQL: transaction-scoped advisory locks, taken in a fixed
-    order so two transactions cannot deadlock. SQLite: a database has one writer at a time, so the
-    transaction starts by writing (it then holds the write lock; others wait for it, busy_timeout)."""
+    (sorted) order in one statement, so two transactions cannot deadlock. SQLite: a database has one
+    writer at a time, so the transaction starts by writing (it then holds the write lock; others wait
+    for it, busy_timeout)."""
     if conn.dialect.name == "postgresql":
         ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
                       for k in keys})
-        for i in ids:
-            await conn.execute(select(func.pg_advisory_xact_lock(i)))
+        conn.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM "
+                          "(SELECT unnest(CAST(:ids AS bigint[])) AS k ORDER BY 1) AS s"), {"ids": ids})
     elif conn.dialect.name == "sqlite":
         t = schema.store_settings
-        await conn.execute(update(t).where(t.c.key == "").values(value=t.c.value))
+        conn.execute(update(t).where(t.c.key == "").values(value=t.c.value))
 
 
-class _Row(NamedTuple):
-    id: int
-    uuid: str
-    serial: str
-    manufacturer: str
-    product: str
+def identity_keys(ident: Identity) -> list[str]:
+    """The serialization keys of an identification: its MAC and its trustworthy UUID and serial."""
+    u, s = ident.good_uuid, ident.good_serial
+    return [f"mac:{ident.mac}"] + ([f"uuid:{u}"] if u else []) + ([f"serial:{s}"] if s else [])
 
 
-class _MacRow(NamedTuple):
-    host_id: int
-    mac: str
+def audit_row(actor: str, action: str, target: str, allowed: bool | None, detail: dict[str, Any],
+              now: float) -> dict[str, Any]:
+    return {"time": now, "actor": actor[:128], "action": action, "target": target[:256], "allowed": allowed,
+            "detail": _j(detail)}
 
 
 def _decide_identity(ident: Identity, rows: Sequence[Any], mac_rows: Sequence[Any], shared: bool
@@ -146,47 +155,145 @@ def _unchanged(row: Any, ident: Identity, manufacturer: str, product: str) -> bo
             and (not product or row.product == product))
 
 
+def _candidates(conn: Connection, ident: Identity) -> tuple[Match, Any, bool]:
+    """The identity decision from what the store holds: (match, the matched host's row or None,
+    whether that host already has this MAC)."""
+    h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
+    u, s = ident.good_uuid, ident.good_serial
+    conds: list[ColumnElement[bool]] = [h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == ident.mac))]
+    if u:
+        conds.append(h.c.uuid == u)
+    if s:
+        conds.append(h.c.serial == s)
+    rows = conn.execute(select(h.c.id, h.c.uuid, h.c.serial, h.c.manufacturer, h.c.product)
+                        .where(or_(*conds)).limit(50)).all()
+    ids = [r.id for r in rows]
+    mac_rows = conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(ids))).all() if ids else []
+    shared = conn.execute(select(sm.c.mac).where(sm.c.mac == ident.mac)).first() is not None
+    return _decide_identity(ident, rows, mac_rows, shared)
+
+
+def setting(conn: Connection, key: str, default: Any) -> Any:
+    t = schema.store_settings
+    row = conn.execute(select(t.c.value).where(t.c.key == key)).first()
+    return default if row is None else orjson.loads(row.value)
+
+
+def _identify_batch(conn: Connection, items: Sequence[tuple[Identity, str, str, float]]
+                    ) -> tuple[list[tuple[int | None, Match]], Changes]:
+    """Identifies (registering the new ones) a batch of booting clients in one transaction, in order:
+    a later client of the batch sees what an earlier one wrote. Serialized first on every key of the
+    batch (see `serialize`), so the candidates read here cannot change before the commit."""
+    h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
+    serialize(conn, [k for ident, *_ in items for k in identity_keys(ident)])
+    pattern: str | None = None
+    out: list[tuple[int | None, Match]] = []
+    audits: list[dict[str, Any]] = []
+    touched: set[int] = set()
+    shared_now: list[str] = []
+    for ident, manufacturer, product, now in items:
+        u, s = ident.good_uuid, ident.good_serial
+        m, _row, _known = _candidates(conn, ident)
+        if m.mark_mac_shared:
+            conn.execute(dialect_insert(conn, sm).values(mac=ident.mac, time=now, reason=m.reason)
+                         .on_conflict_do_nothing())
+            audits.append(audit_row("bootgate", "mac.shared", ident.mac, None, {"reason": m.reason}, now))
+        host_id = m.host_id
+        if host_id is None and m.register:
+            if pattern is None:
+                pattern = str(setting(conn, "name_pattern", "PC-{serial|uuid8}"))
+            host_id, name = _register(conn, ident, manufacturer, product, now, pattern)
+            audits.append(audit_row("bootgate", "host.registered", name, None,
+                                    {"host_id": host_id, "mac": ident.mac, "uuid": ident.uuid,
+                                     "serial": ident.serial}, now))
+        elif host_id is not None:
+            values: dict[str, Any] = {"last_seen": now}
+            if u:
+                values["uuid"] = u
+            if s:
+                values["serial"] = s
+            if manufacturer:
+                values["manufacturer"] = manufacturer
+            if product:
+                values["product"] = product
+            conn.execute(update(h).where(h.c.id == host_id).values(**values))
+            res = conn.execute(update(hm).where((hm.c.host_id == host_id) & (hm.c.mac == ident.mac))
+                               .values(last_seen=now))
+            if res.rowcount == 0:
+                conn.execute(insert(hm).values(host_id=host_id, mac=ident.mac, first_seen=now, last_seen=now))
+        out.append((host_id, m))
+        if host_id is not None:
+            touched.add(host_id)
+        if m.mark_mac_shared:
+            shared_now.append(ident.mac)
+    if audits:
+        conn.execute(insert(schema.audit_log), audits)
+    ids = sorted(touched)
+    changes = Changes(
+        bump_generation(conn),
+        [HostRow(*r) for r in conn.execute(select(h.c.id, h.c.uuid, h.c.serial, h.c.manufacturer, h.c.product)
+                                           .where(h.c.id.in_(ids))).all()] if ids else [],
+        [MacRow(*r) for r in conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(ids))).all()]
+        if ids else [],
+        shared_now)
+    return out, changes
+
+
+def _register(conn: Connection, ident: Identity, manufacturer: str, product: str, now: float, pattern: str
+              ) -> tuple[int, str]:
+    """A new host with its name from the pattern (made unique with its id when taken) and its MAC:
+    (id, name)."""
+    h = schema.hosts
+    values = dict(uuid=ident.good_uuid, serial=ident.good_serial, manufacturer=manufacturer, product=product,
+                  known=False, registered=now, last_seen=now, wipe_approved=False)
+    name = None
+    if "{id" not in pattern:  # the name does not need the id: one INSERT when it is free
+        name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=0)
+        if name == "host-0" or conn.execute(select(h.c.id).where(h.c.name == name)).first() is not None:
+            name = None
+    host_id = int(conn.execute(insert(h).values(name=name, **values).returning(h.c.id)).scalar_one())
+    if name is None:
+        name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=host_id)
+        taken = conn.execute(select(h.c.id).where((h.c.name == name) & (h.c.id != host_id))).first()
+        if taken is not None:
+            name = f"{name[:63 - len(str(host_id)) - 1]}-{host_id}"
+        conn.execute(update(h).where(h.c.id == host_id).values(name=name))
+    conn.execute(insert(schema.host_macs).values(host_id=host_id, mac=ident.mac, first_seen=now, last_seen=now))
+    return host_id, name
+
+
+def upsert_runs(conn: Connection, runs: list[dict[str, Any]]) -> None:
+    """Deployments sent to hosts ({deployment_id, host_id, boot_id, started}), in order. A host has at
+    most one unfinished run of a deployment (a unique index): sending it again before a result (a
+    retried or concurrent boot, here or in another process on the same database) restarts that run
+    with the newer boot instead of adding one."""
+    r = schema.deployment_runs
+    ins = dialect_insert(conn, r)
+    stmt = ins.on_conflict_do_update(
+        # the predicate as literal SQL: PostgreSQL infers a partial index only from constants
+        index_elements=[r.c.deployment_id, r.c.host_id], index_where=text(schema.RUN_ACTIVE_SQL),
+        set_={"boot_id": ins.excluded.boot_id, "started": ins.excluded.started, "state": "sent"})
+    for run in runs:  # one at a time: a batch may send one deployment to one host twice
+        conn.execute(stmt, {**run, "state": "sent"})
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class HotCache:
-    """Short-lived answers of the /boot hot path (identity of known machines, per-MAC actions): entries
-    live CACHE_TTL seconds; every write through the store clears them."""
-
-    def __init__(self, ttl: float = 2.0, limit: int = 100_000) -> None:
-        self.ttl, self.limit = ttl, limit
-        self._d: dict[tuple[Any, ...], tuple[float, Any]] = {}
-
-    def get(self, key: tuple[Any, ...]) -> Any:
-        e = self._d.get(key)
-        if e is None or e[0] < time.monotonic():
-            return None
-        return e[1]
-
-    def put(self, key: tuple[Any, ...], value: Any) -> None:
-        if len(self._d) >= self.limit:
-            self._d.clear()
-        self._d[key] = (time.monotonic() + self.ttl, value)
-
-    def clear(self) -> None:
-        self._d.clear()
-
-
 class InventoryMixin:
     engine: AsyncEngine
-    _hot: HotCache
     _reader: sqlite3.Connection | None
+    _index: IdentityIndex | None
+    _reader_lock = threading.Lock()  # the reader is used by one thread at a time
     _write_lock: asyncio.Lock | None  # SQLite: one writer at a time, queued here instead of busy-polling
+    _sync_engine: Engine | None  # SQLite file: the same database for whole transactions in one thread hop
+    _executor: ThreadPoolExecutor | None
 
     @contextlib.asynccontextmanager
-    async def _begin(self, invalidate: bool = True) -> AsyncIterator[AsyncConnection]:
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction. With SQLite the process's writers take turns on a lock (the database
-        allows one writer; waiting here is fair and needs no busy-timeout polling). Every write but
-        the boot batches clears this process's identity and action caches (other processes' writes are
-        seen once an entry expires, CACHE_TTL)."""
-        if invalidate:
-            self._hot.clear()
+        allows one writer; waiting here is fair and needs no busy-timeout polling)."""
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
@@ -194,76 +301,161 @@ class InventoryMixin:
             async with self._write_lock, self.engine.begin() as conn:
                 yield conn
 
+    async def _write_sync(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Runs `fn(conn, *args)` (synchronous Core) as one write transaction. SQLite file: on the
+        store's own writer thread with a synchronous connection, so the whole transaction costs one
+        hop between the event loop and a thread instead of one per statement (aiosqlite), under the
+        same writer lock as `_begin`. Otherwise (PostgreSQL, in-memory SQLite): `run_sync` on an async
+        connection."""
+        if self._sync_engine is None or self._executor is None or self._write_lock is None:
+            async with self._begin() as conn:
+                return await conn.run_sync(fn, *args)
+        sync_engine = self._sync_engine
+
+        def tx() -> _T:
+            with sync_engine.begin() as conn:
+                return fn(conn, *args)
+
+        async with self._write_lock:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, tx)
+
     # ---- identity and zero-touch registration
 
     async def identify(self, ident: Identity, *, manufacturer: str, product: str, now: float) -> tuple[int | None, Match]:
         """Finds (or registers) the host a booting client is; keeps its MACs and the shared-MAC list.
 
-        A known machine that boots as it did before needs no write: it is found on a read-only
-        connection and its last_seen is written with the next batch of boots (see record_boot).
+        A known machine that boots as it did before needs no read and no write: it is found in the
+        identity index (store/index.py: in memory, kept coherent with the database; its staleness
+        bound is documented there) and its last_seen is written with the next batch of boots (see
+        record_boot).
         Anything else (a new machine, a new MAC, changed identity fields, a MAC seen on two machines)
-        takes the locked path: one identification at a time per MAC in this process, serialized
-        against other processes by the database (advisory locks / the SQLite write lock), so two first
-        boots of one machine register it once. A unique-key collision is retried."""
-        key = ("id", ident.mac, ident.good_uuid, ident.good_serial, manufacturer, product)
-        hit = self._hot.get(key)
-        if hit is not None:
-            self._touch(hit.host_id, ident.mac, now)
-            return hit.host_id, hit
-        if self._reader is not None:
-            m, row, known = self._candidates_sqlite(self._reader, ident)
-        else:
-            async with self.engine.connect() as conn:
-                m, row, known = await self._candidates(conn, ident)
+        is queued for the identification writer, which handles everything queued meanwhile in one
+        transaction (group commit: a storm of first boots costs one commit per batch, not per
+        machine), serialized against other processes by the database (advisory locks on the
+        MAC/UUID/serial of every machine in the batch / the SQLite write lock), so two first boots of
+        one machine, here or in another process, register it once."""
+        rows, mac_rows, shared = (await self.identity_index()).candidates(ident)
+        m, row, known = _decide_identity(ident, rows, mac_rows, shared)
         if known and row is not None and not m.mark_mac_shared and _unchanged(row, ident, manufacturer, product):
             assert m.host_id is not None
-            self._hot.put(key, m)
             self._touch(m.host_id, ident.mac, now)
             return m.host_id, m
         if m.host_id is None and not m.register and not m.mark_mac_shared:
             return None, m  # nothing identifies the client and nothing is to be recorded about it
-        locks = self.__dict__.setdefault("_identify_locks", [asyncio.Lock() for _ in range(64)])
-        for attempt in range(3):
+        fut: asyncio.Future[tuple[int | None, Match]] = asyncio.get_running_loop().create_future()
+        queue: list[tuple[Identity, str, str, float, asyncio.Future[tuple[int | None, Match]]]] = \
+            self.__dict__.setdefault("_ident_queue", [])
+        queue.append((ident, manufacturer, product, now, fut))
+        task = self.__dict__.get("_identifier")
+        if task is None or task.done():
+            self.__dict__["_identifier"] = asyncio.get_running_loop().create_task(self._identify_batches())
+        return await fut
+
+    async def _identify_batches(self) -> None:
+        """The identification writer: everything queued while a batch commits goes in the next one. A
+        unique-key collision (another process registered the same name or MAC meanwhile) rolls the
+        batch back; its machines are then identified one per transaction, each retried up to 3 times."""
+        queue: list[Any] = self.__dict__["_ident_queue"]
+        while queue:
+            batch = queue[:IDENTIFY_BATCH]
+            del queue[:IDENTIFY_BATCH]
+            items = [b[:4] for b in batch]
+            results: list[Any]
             try:
-                async with locks[zlib.crc32(ident.mac.encode()) % len(locks)]:
-                    return await self._identify(ident, manufacturer=manufacturer, product=product, now=now)
+                results = await self._identify_tx(items)
             except IntegrityError:
-                if attempt == 2:
+                results = []
+                for item in items:
+                    for attempt in range(3):
+                        try:
+                            results += await self._identify_tx([item])
+                            break
+                        except IntegrityError as e:
+                            if attempt == 2:
+                                results.append(e)
+                        except Exception as e:
+                            results.append(e)
+                            break
+            except BaseException as e:
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e if isinstance(e, Exception) else RuntimeError("store writer stopped"))
+                if not isinstance(e, Exception):
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                continue
+            for (*_, fut), res in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
 
-    async def _candidates(self, conn: AsyncConnection, ident: Identity) -> tuple[Match, Any, bool]:
-        """The identity decision from what the store holds: (match, the matched host's row or None,
-        whether that host already has this MAC)."""
-        h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
-        u, s = ident.good_uuid, ident.good_serial
-        conds: list[ColumnElement[bool]] = [h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == ident.mac))]
-        if u:
-            conds.append(h.c.uuid == u)
-        if s:
-            conds.append(h.c.serial == s)
-        rows = (await conn.execute(select(h.c.id, h.c.uuid, h.c.serial, h.c.manufacturer, h.c.product)
-                                   .where(or_(*conds)).limit(50))).all()
-        ids = [r.id for r in rows]
-        mac_rows = (await conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(ids)))).all() if ids else []
-        shared = (await conn.execute(select(sm.c.mac).where(sm.c.mac == ident.mac))).first() is not None
-        return _decide_identity(ident, rows, mac_rows, shared)
+    async def _identify_tx(self, items: list[tuple[Identity, str, str, float]]) -> list[tuple[int | None, Match]]:
+        results, changes = await self._write_sync(_identify_batch, items)
+        if self._index is not None:
+            self._index.apply(changes)
+        return results
 
-    @staticmethod
-    def _candidates_sqlite(db: sqlite3.Connection, ident: Identity) -> tuple[Match, Any, bool]:
-        """_candidates on the synchronous SQLite reader (same queries, see Store._reader)."""
-        u, s = ident.good_uuid, ident.good_serial
-        where = ["id IN (SELECT host_id FROM host_macs WHERE mac = ?)"] + ["uuid = ?"] * bool(u) + ["serial = ?"] * bool(s)
-        params = [ident.mac] + [u] * bool(u) + [s] * bool(s)
-        rows = [_Row(*r) for r in db.execute(
-            f"SELECT id, uuid, serial, manufacturer, product FROM hosts WHERE {' OR '.join(where)} LIMIT 50",
-            params).fetchall()]
-        ids = [r.id for r in rows]
-        mac_rows = [_MacRow(*r) for r in db.execute(
-            f"SELECT host_id, mac FROM host_macs WHERE host_id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        ] if ids else []
-        shared = db.execute("SELECT 1 FROM shared_macs WHERE mac = ?", (ident.mac,)).fetchone() is not None
-        return _decide_identity(ident, rows, mac_rows, shared)
+    async def identity_index(self) -> IdentityIndex:
+        """The identity index (store/index.py), loaded on first use. Every CHECK_INTERVAL seconds the
+        generation counter is read (in the background: the current index keeps answering meanwhile),
+        and the index is reloaded when another process changed identities."""
+        idx = self._index
+        if idx is not None:
+            if time.monotonic() - idx.checked >= CHECK_INTERVAL:
+                idx.checked = time.monotonic()  # one refresh at a time
+                self.__dict__["_index_refresh"] = asyncio.get_running_loop().create_task(self._refresh_index(idx))
+            return idx
+        async with self.__dict__.setdefault("_index_lock", asyncio.Lock()):
+            if self._index is None:
+                self._index = await self._load_index(None)
+            return self._index
+
+    async def _refresh_index(self, idx: IdentityIndex) -> None:
+        try:
+            new = await self._load_index(idx)
+        except Exception:
+            log.exception("reloading the identity index failed (the current one stays in use)")
+            return
+        if self._index is idx and new is not idx:
+            self._index = new
+
+    async def _load_index(self, current: IdentityIndex | None) -> IdentityIndex:
+        """`current` when the generation has not moved, else a fresh load (SQLite: on a thread, on the
+        read-only connection; PostgreSQL: on a pooled connection)."""
+        reader = self._reader
+        if reader is not None:
+            def load() -> IdentityIndex:
+                with self._reader_lock:
+                    return load_locked()
+
+            def load_locked() -> IdentityIndex:
+                assert reader is not None
+                if current is not None and read_generation_sqlite(reader) == current.generation:
+                    return current
+                return IdentityIndex.load(lambda sql: reader.execute(sql).fetchall())
+            idx = await asyncio.to_thread(load)
+        else:
+            def load_sa(c: Connection) -> IdentityIndex:
+                if current is not None and read_generation(c) == current.generation:
+                    return current
+                return IdentityIndex.load(lambda sql: c.exec_driver_sql(sql).all())
+            async with self.engine.connect() as conn:
+                idx = await conn.run_sync(load_sa)
+        idx.checked = time.monotonic()
+        return idx
+
+    async def _identity_changed(self, conn: AsyncConnection) -> None:
+        """In a write transaction that changes identities, MAC sharing or per-MAC actions: bumps the
+        generation (other processes reload) and drops this process's index (reloaded on next use)."""
+        await conn.run_sync(bump_generation)
+        self._index = None
+
+    async def flush_identify(self) -> None:
+        """Waits until every queued identification is written."""
+        while (task := self.__dict__.get("_identifier")) is not None and not task.done():
+            await asyncio.shield(task)
 
     def _touch(self, host_id: int, mac: str, now: float) -> None:
         """last_seen of a host and its MAC, written with the next batch of boots."""
@@ -274,79 +466,13 @@ class InventoryMixin:
     def _schedule_writes(self) -> None:
         raise NotImplementedError  # the Store starts its batch writer
 
-    async def _write_touches(self, conn: AsyncConnection) -> None:
+    def _take_touches(self) -> list[dict[str, Any]]:
         touches: dict[tuple[int, str], float] = self.__dict__.get("_touches") or {}
-        if not touches:
-            return
         self.__dict__["_touches"] = {}
-        h, hm = schema.hosts, schema.host_macs
-        await conn.execute(update(h).where(h.c.id == bindparam("hid")).values(last_seen=bindparam("t")),
-                           [{"hid": k[0], "t": t} for k, t in touches.items()])
-        await conn.execute(update(hm).where((hm.c.host_id == bindparam("hid")) & (hm.c.mac == bindparam("m")))
-                           .values(last_seen=bindparam("t")),
-                           [{"hid": k[0], "m": k[1], "t": t} for k, t in touches.items()])
-
-    async def _identify(self, ident: Identity, *, manufacturer: str, product: str, now: float
-                        ) -> tuple[int | None, Match]:
-        h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
-        u, s = ident.good_uuid, ident.good_serial
-        async with self._begin() as conn:
-            await serialize(conn, [f"mac:{ident.mac}"] + ([f"uuid:{u}"] if u else []) + ([f"serial:{s}"] if s else []))
-            m, _row, _known = await self._candidates(conn, ident)
-            if m.mark_mac_shared:
-                await conn.execute(insert(sm).values(mac=ident.mac, time=now, reason=m.reason))
-                await self._audit(conn, "bootgate", "mac.shared", ident.mac, None, {"reason": m.reason}, now)
-            host_id = m.host_id
-            if host_id is None and m.register:
-                return await self._register(conn, ident, manufacturer, product, now), m  # written whole
-            if host_id is not None:
-                values: dict[str, Any] = {"last_seen": now}
-                if u:
-                    values["uuid"] = u
-                if s:
-                    values["serial"] = s
-                if manufacturer:
-                    values["manufacturer"] = manufacturer
-                if product:
-                    values["product"] = product
-                await conn.execute(update(h).where(h.c.id == host_id).values(**values))
-                res = await conn.execute(update(hm).where((hm.c.host_id == host_id) & (hm.c.mac == ident.mac))
-                                         .values(last_seen=now))
-                if res.rowcount == 0:
-                    await conn.execute(insert(hm).values(host_id=host_id, mac=ident.mac, first_seen=now,
-                                                         last_seen=now))
-        return host_id, m
-
-    async def _register(self, conn: AsyncConnection, ident: Identity, manufacturer: str, product: str,
-                        now: float) -> int:
-        """A new host with its name from the pattern (made unique with its id when taken) and its MAC."""
-        h = schema.hosts
-        pattern = str(await self._setting(conn, "name_pattern", "PC-{serial|uuid8}"))
-        values = dict(uuid=ident.good_uuid, serial=ident.good_serial, manufacturer=manufacturer, product=product,
-                      known=False, registered=now, last_seen=now, wipe_approved=False)
-        name = None
-        if "{id" not in pattern:  # the name does not need the id: one INSERT when it is free
-            name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=0)
-            if name == "host-0" or (await conn.execute(select(h.c.id).where(h.c.name == name))).first() is not None:
-                name = None
-        res = await conn.execute(insert(h).values(name=name, **values).returning(h.c.id))
-        host_id = int(res.scalar_one())
-        if name is None:
-            name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=host_id)
-            taken = (await conn.execute(select(h.c.id).where((h.c.name == name) & (h.c.id != host_id)))).first()
-            if taken is not None:
-                name = f"{name[:63 - len(str(host_id)) - 1]}-{host_id}"
-            await conn.execute(update(h).where(h.c.id == host_id).values(name=name))
-        await conn.execute(insert(schema.host_macs).values(host_id=host_id, mac=ident.mac, first_seen=now,
-                                                           last_seen=now))
-        await self._audit(conn, "bootgate", "host.registered", name, None,
-                          {"host_id": host_id, "mac": ident.mac, "uuid": ident.uuid, "serial": ident.serial}, now)
-        return host_id
+        return [{"hid": k[0], "m": k[1], "t": t} for k, t in touches.items()]
 
     async def _setting(self, conn: AsyncConnection, key: str, default: Any) -> Any:
-        t = schema.store_settings
-        row = (await conn.execute(select(t.c.value).where(t.c.key == key))).first()
-        return default if row is None else orjson.loads(row.value)
+        return await conn.run_sync(setting, key, default)
 
     async def get_setting(self, key: str, default: Any = None) -> Any:
         async with self.engine.connect() as conn:
@@ -439,19 +565,12 @@ class InventoryMixin:
     # ---- deployment runs and statuses
 
     async def record_run(self, deployment_id: int, host_id: int, boot_id: str, now: float) -> None:
-        """A deployment sent to a host. A host has at most one unfinished run of a deployment (a unique
-        index): sending it again before a result (a retried or concurrent boot, here or in another
-        process on the same database) restarts that run with the newer boot instead of adding one."""
-        r = schema.deployment_runs
-        async with self._begin() as conn:
-            ins = dialect_insert(conn, r).values(deployment_id=deployment_id, host_id=host_id, boot_id=boot_id,
-                                                 started=now, state="sent")
-            await conn.execute(ins.on_conflict_do_update(
-                # the predicate as literal SQL: PostgreSQL infers a partial index only from constants
-                index_elements=[r.c.deployment_id, r.c.host_id], index_where=text(schema.RUN_ACTIVE_SQL),
-                set_={"boot_id": ins.excluded.boot_id, "started": ins.excluded.started, "state": "sent"}))
-            await conn.execute(update(schema.boots).where(schema.boots.c.id == boot_id)
-                               .values(deployment_id=deployment_id))
+        """A deployment sent to a host (see `upsert_runs`); the boot names the deployment."""
+        def write(conn: Connection) -> None:
+            upsert_runs(conn, [{"deployment_id": deployment_id, "host_id": host_id, "boot_id": boot_id,
+                                "started": now}])
+            conn.execute(update(schema.boots).where(schema.boots.c.id == boot_id).values(deployment_id=deployment_id))
+        await self._write_sync(write)
 
     async def _status_effects(self, conn: AsyncConnection, boot_id: str, state: str, now: float,
                               rename: str | None) -> None:
@@ -545,6 +664,7 @@ class InventoryMixin:
             await conn.execute(delete(sm).where(sm.c.mac == mac))
             if shared:
                 await conn.execute(insert(sm).values(mac=mac, time=now, reason=f"marked by {actor}"))
+            await self._identity_changed(conn)
             await self._audit(conn, actor, "mac.shared" if shared else "mac.unshared", mac, None, {}, now)
 
     # ---- collections
@@ -802,8 +922,7 @@ class InventoryMixin:
 
     async def _audit(self, conn: AsyncConnection, actor: str, action: str, target: str, allowed: bool | None,
                      detail: dict[str, Any], now: float) -> None:
-        await conn.execute(insert(schema.audit_log).values(time=now, actor=actor[:128], action=action,
-                                                           target=target[:256], allowed=allowed, detail=_j(detail)))
+        await conn.execute(insert(schema.audit_log).values(**audit_row(actor, action, target, allowed, detail, now)))
 
     async def audit(self, actor: str, action: str, target: str, allowed: bool | None, detail: dict[str, Any]) -> None:
         async with self._begin() as conn:

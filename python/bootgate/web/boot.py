@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,7 +66,7 @@ def _split_host_header(value: str) -> tuple[str, int | None]:
 def request_host_port(request: Request) -> tuple[str, str, int]:
     """(scheme, host, port) the request came in on; an invalid Host header falls back to public_host."""
     st = state_of(request)
-    scheme = "https" if request.url.scheme == "https" else "http"
+    scheme = "https" if request.scope.get("scheme") == "https" else "http"
     host, port = _split_host_header(request.headers.get("host", ""))
     if not host or not is_valid_host(host):
         host, port = st.settings.public_host, None
@@ -98,7 +99,41 @@ async def boot_ipxe(request: Request) -> Response:
 
 
 def _clean(value: str, limit: int) -> str:
+    if value.isprintable():  # the usual case: nothing to drop
+        return value[:limit]
     return "".join(c for c in value if c.isprintable())[:limit]
+
+
+class _BootIds:
+    """Boot ids: 128 random bits each (they are capabilities: /boot/run and the status callbacks take
+    them), drawn from os.urandom 256 at a time instead of one system call per boot."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def next(self) -> str:
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = os.urandom(16 * 256), 0
+        self._pos += 16
+        return self._buf[self._pos - 16:self._pos].hex()
+
+
+_boot_ids = _BootIds()
+
+
+def _urls(request: Request, st: AppState, ip: str) -> tuple[str, str, list[str]]:
+    """(content base URL, callback base URL, branch-cache preamble) of a request: the same for every
+    request with the same scheme, Host header and client address, so remembered per app (bounded)."""
+    key = (request.scope.get("scheme"), request.headers.get("host", ""), request.scope.get("server"), ip)
+    cache: dict[Any, tuple[str, str, list[str]]] = st.__dict__.setdefault("_boot_urls", {})
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= 4096:
+            cache.clear()
+        hit = cache[key] = (request_base(request), callback_base(request),
+                            ipxe_script_lines(st.settings.branchcache, ip))
+    return hit
 
 
 async def boot(request: Request) -> Response:
@@ -110,7 +145,8 @@ async def boot(request: Request) -> Response:
     except ValueError as e:
         msg = f"bad mac parameter: {e}" if q.get("mac") else "missing mac parameter (expected ?mac=${netX/mac})"
         return Response(msg + "\n", status_code=400, media_type="text/plain; charset=utf-8")
-    refused = login.plain_http_refused(request, mac)
+    scheme = request.scope.get("scheme", "http")
+    refused = None if scheme == "https" else login.plain_http_refused(request, mac)
     if refused is not None:
         return refused
     fields = {k: _clean(q.get(k, ""), n) for k, n in _LIMITS.items()}
@@ -137,12 +173,10 @@ async def boot(request: Request) -> Response:
                                   {"deployment_id": sk.deployment_id, "host_id": host_id})
     else:
         decision = decide_boot(None, legacy_action=assigned, deployments=(), collections={}, now=now)
-    boot_id = secrets.token_hex(16)
-    base = request_base(request)
-    cb = callback_base(request)
+    boot_id = _boot_ids.next()
+    base, cb, pre = _urls(request, st, ip)
     deployment_id = None
     login_first = False  # a required deployment that needs a login: /boot/run records its run after it
-    pre = ipxe_script_lines(st.settings.branchcache, ip)
     try:
         if isinstance(decision, Menu):
             script = render_menu(decision, title=title, boot_id=boot_id, server_base=base,
@@ -169,30 +203,29 @@ async def boot(request: Request) -> Response:
     caps: dict[str, object] = {"buildarch": machine.buildarch, "platform": machine.platform,
                                "manufacturer": machine.manufacturer, "product": machine.product,
                                "serial": machine.serial, "uuid": machine.uuid, "mac": mac, "ip": fields["ip"],
-                               "client_ip": ip, "scheme": request.url.scheme, "identity": match.reason}
+                               "client_ip": ip, "scheme": scheme, "identity": match.reason}
     if host is not None and host.relay:
         caps["relay"] = host.relay
     caps.update({k: _clean(q.get(k, ""), n) for k, n in _CAPS.items() if q.get(k)})
     record = BootRecord(
         id=boot_id, time=now, mac=mac, uuid=machine.uuid, serial=machine.serial,
         manufacturer=machine.manufacturer, product=machine.product, buildarch=machine.buildarch,
-        platform=machine.platform, reported_ip=fields["ip"], client_ip=ip, scheme=request.url.scheme,
+        platform=machine.platform, reported_ip=fields["ip"], client_ip=ip, scheme=scheme,
         action=action_name,
         kernel=decision.kernel if isinstance(decision, BootKernel) else "",
         initrd=decision.initrd if isinstance(decision, BootKernel) else "",
         args=decision.args if isinstance(decision, BootKernel) else "",
-        host_id=host_id, capabilities=caps,
+        host_id=host_id, capabilities=caps, deployment_id=None if login_first else deployment_id,
     )
-    detail: dict[str, object] = {"boot_id": boot_id, "action": action_name, "scheme": request.url.scheme,
+    detail: dict[str, object] = {"boot_id": boot_id, "action": action_name, "scheme": scheme,
                                  "buildarch": machine.buildarch, "platform": machine.platform, "host_id": host_id}
     if isinstance(decision, BootKernel):
         detail.update(kernel=decision.kernel, initrd=decision.initrd)
     if deployment_id is not None:
         detail["deployment_id"] = deployment_id
-    # the boot and its event in one group-committed transaction: an answered boot has both
+    # the boot, its event and (a deployment sent) its run in one group-committed transaction: an answered
+    # boot has all three
     await store.record_boot(record, EventRecord(kind="boot", time=now, mac=mac, client_ip=ip, detail=detail))
-    if deployment_id is not None and host_id is not None and not login_first:
-        await store.record_run(deployment_id, host_id, boot_id, now)
     st.deps.metrics.boots.labels(action_name).inc()
     hooks_of(request.app).emit("boot", {"boot_id": boot_id, "mac": mac, "host_id": host_id, "action": action_name,
                                         "deployment_id": deployment_id, "client_ip": ip,
