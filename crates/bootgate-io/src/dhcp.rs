@@ -17,6 +17,7 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -329,6 +330,58 @@ const DELAY_CAPACITY: usize = 16_384;
 /// Clients a standby remembers (see [`StandbyTracker`]).
 const STANDBY_CAPACITY: usize = 65_536;
 
+/// Upper bounds (microseconds, inclusive) of the latency histogram buckets; a last bucket counts
+/// the rest.
+pub const LATENCY_BOUNDS_US: [u64; 16] =
+    [10, 20, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 1_000_000];
+/// Names of the latency buckets (for [`Counters`]; not exported as counters).
+const LATENCY_BUCKETS: &[&str] = &[
+    "le_10", "le_20", "le_50", "le_100", "le_200", "le_300", "le_500", "le_1000", "le_2000", "le_5000", "le_10000",
+    "le_20000", "le_50000", "le_100000", "le_200000", "le_1000000", "inf",
+];
+
+/// Where the time between a request's arrival and its reply goes, measured from the kernel's
+/// receive timestamp of each datagram (SO_TIMESTAMPNS; CLOCK_REALTIME):
+///
+/// - `wait`: arrival to the engine's recvmmsg that read it (the socket queue, which includes the
+///   engine thread's own wake-up and any time it was not scheduled), one per datagram read;
+/// - `reply`: arrival to the return of the sendmmsg that sent its reply (wait + decision + the
+///   rest of the batch + the send), one per reply sent at once (delayed replies are not counted);
+/// - `work`: the engine's own part of `reply`: from the recvmmsg that read the request to the
+///   return of the sendmmsg that sent its reply (the decisions of the whole batch and the send
+///   system call, which on a veth also carries the reply into the receiver's socket); counted even
+///   without a receive timestamp.
+///
+/// Counts per bucket (not cumulative); `bounds_us[i]` is the inclusive upper bound of bucket `i`,
+/// the last bucket (`bounds_us.len()`) counts the rest. Datagrams without a timestamp are not
+/// counted. Off by default (it costs a control message per datagram and three clock reads per
+/// batch): [`DhcpEngine::set_latency_timing`] turns it on.
+#[derive(Clone, Debug)]
+pub struct LatencyHistograms {
+    pub bounds_us: &'static [u64],
+    pub wait: Vec<u64>,
+    pub reply: Vec<u64>,
+    pub work: Vec<u64>,
+}
+
+fn latency_bucket(ns: u64) -> usize {
+    let us = ns.div_ceil(1000);
+    LATENCY_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BOUNDS_US.len())
+}
+
+/// CLOCK_REALTIME in nanoseconds (the clock of SO_TIMESTAMPNS).
+fn realtime_ns() -> u64 {
+    // SAFETY: clock_gettime writes one timespec into a live local.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    timespec_ns(&ts)
+}
+
+fn timespec_ns(ts: &libc::timespec) -> u64 {
+    u64::try_from(ts.tv_sec).unwrap_or(0).saturating_mul(1_000_000_000) + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 /// State shared by the handle and the packet thread.
 #[derive(Debug)]
 struct Shared {
@@ -336,6 +389,13 @@ struct Shared {
     labelled: Counters,
     events: EventQueue<DhcpEvent>,
     policy: RwLock<Arc<DhcpPolicy>>,
+    /// Time from the kernel's receive timestamp to the engine's read, and to the reply's send.
+    wait: Counters,
+    reply: Counters,
+    /// Time from the engine's read of a datagram to the send of its reply.
+    work: Counters,
+    /// Whether the engine keeps the latency histograms (receive timestamps on).
+    timing: AtomicBool,
 }
 
 impl Shared {
@@ -396,6 +456,10 @@ impl DhcpEngine {
             labelled: Counters::new(labelled_counter_names()),
             events: EventQueue::new(EVENT_CAPACITY)?,
             policy: RwLock::new(Arc::new(policy)),
+            wait: Counters::new(LATENCY_BUCKETS),
+            reply: Counters::new(LATENCY_BUCKETS),
+            work: Counters::new(LATENCY_BUCKETS),
+            timing: AtomicBool::new(false),
         });
         let worker = Worker {
             shared: Arc::clone(&shared),
@@ -429,6 +493,24 @@ impl DhcpEngine {
     /// Readable whenever events are waiting.
     pub fn event_fd(&self) -> RawFd {
         self.shared.events.notify_fd()
+    }
+
+    /// Turns the latency histograms on or off (off at start); the engine thread switches its
+    /// sockets' receive timestamps at its next wake-up.
+    pub fn set_latency_timing(&self, on: bool) {
+        self.shared.timing.store(on, Ordering::Relaxed);
+    }
+
+    /// The engine's own share of the reply latency (see [`LatencyHistograms`]); all zero unless
+    /// [`DhcpEngine::set_latency_timing`] turned it on.
+    pub fn latency(&self) -> LatencyHistograms {
+        let values = |c: &Counters| c.snapshot().into_iter().map(|(_, v)| v).collect();
+        LatencyHistograms {
+            bounds_us: &LATENCY_BOUNDS_US,
+            wait: values(&self.shared.wait),
+            reply: values(&self.shared.reply),
+            work: values(&self.shared.work),
+        }
     }
 
     /// The bound (DHCP, PXE boot server) ports.
@@ -470,6 +552,22 @@ fn bind_udp(settings: &DhcpSettings, port: u16) -> io::Result<UdpSocket> {
     socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("dhcp: cannot bind {addr}: {e}")))?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Kernel receive timestamps (SO_TIMESTAMPNS) on or off; best effort (without them the latency
+/// histograms count only `work`).
+fn set_rx_timestamps(fd: RawFd, on: bool) {
+    let value = libc::c_int::from(on);
+    // SAFETY: valid fd and a pointer to a live c_int of the stated size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 fn local_port(s: &UdpSocket) -> io::Result<u16> {
@@ -545,8 +643,15 @@ impl Worker {
         // (a policy swap to a shorter delay may send a few replies early: harmless).
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut fds = [pollin(self.dhcp.as_raw_fd()), pollin(self.pxe.as_raw_fd()), pollin(stop_rx.as_raw_fd())];
+        let mut timing = false;
         loop {
             poll_due(&mut fds, pending.front().map(|p| p.due));
+            if self.shared.timing.load(Ordering::Relaxed) != timing {
+                timing = !timing;
+                set_rx_timestamps(self.dhcp.as_raw_fd(), timing);
+                set_rx_timestamps(self.pxe.as_raw_fd(), timing);
+            }
+            batch.timing = timing;
             if fds[2].revents != 0 {
                 return;
             }
@@ -603,7 +708,15 @@ impl Worker {
         let n = batch.recv(sock.as_raw_fd());
         let mut ready: Vec<Prepared> = Vec::with_capacity(n);
         let mut sends = 0;
+        let timing = batch.timing && n > 0;
+        let read_at = if timing { realtime_ns() } else { 0 };
+        // Requests decided with one policy snapshot per batch.
+        let policy = self.shared.policy();
         for i in 0..n {
+            let rx = if timing { batch.rx_time(i).unwrap_or(0) } else { 0 };
+            if rx != 0 {
+                self.shared.wait.inc(latency_bucket(read_at.saturating_sub(rx)));
+            }
             let (len, truncated, from) = batch.received(i);
             if truncated {
                 self.shared.inc(C::Received);
@@ -611,15 +724,27 @@ impl Worker {
                 continue;
             }
             let (data, out) = batch.slots(i, sends);
-            if let Some(p) = self.handle(port, &data[..len], from, out, pending) {
+            if let Some(p) = self.handle(port, &data[..len], from, out, pending, &policy) {
                 if let Some(s) = &p.send {
                     batch.set_dest(sends, s.dest, s.len);
+                    batch.send_rx[sends] = rx;
                     sends += 1;
                 }
                 ready.push(p);
             }
         }
         let sent = batch.send(sock.as_raw_fd(), sends);
+        if timing && sends > 0 {
+            let sent_at = realtime_ns();
+            for (k, rx) in batch.send_rx[..sends].iter().enumerate() {
+                if sent.get(k).copied().unwrap_or(false) {
+                    self.shared.work.inc(latency_bucket(sent_at.saturating_sub(read_at)));
+                    if *rx != 0 {
+                        self.shared.reply.inc(latency_bucket(sent_at.saturating_sub(*rx)));
+                    }
+                }
+            }
+        }
         let mut k = 0;
         for mut p in ready {
             let sent = p.send.take().map(|s| {
@@ -697,6 +822,7 @@ impl Worker {
         from: SocketAddr,
         out: &mut [u8],
         pending: &mut VecDeque<Pending>,
+        policy: &DhcpPolicy,
     ) -> Option<Prepared> {
         let shared = &self.shared;
         shared.inc(C::Received);
@@ -715,9 +841,8 @@ impl Worker {
         let mut send = None;
         let mut drop = None;
         self.count_request(&req);
-        let policy = shared.policy();
         let mut delayed = false;
-        let (answer, reason) = match decide(&req, &policy, port, self.settings.server_ip) {
+        let (answer, reason) = match decide(&req, policy, port, self.settings.server_ip) {
             Decision::Ignore(why) => {
                 let (c, r) = match why {
                     Ignore::NotPxe => (C::IgnoredNotPxe, D_NOT_PXE),
@@ -732,13 +857,13 @@ impl Worker {
                 drop = Some((c, r));
                 (String::new(), DROP_REASONS[r])
             }
-            Decision::Answer(_) if policy.standby && port == Port::Dhcp && !self.standby_answers(&req, &policy) => {
+            Decision::Answer(_) if policy.standby && port == Port::Dhcp && !self.standby_answers(&req, policy) => {
                 drop = Some((C::IgnoredStandbyWait, D_STANDBY_WAIT));
                 (String::new(), DROP_REASONS[D_STANDBY_WAIT])
             }
             Decision::Answer(a) => {
                 let standby = policy.standby && port == Port::Dhcp;
-                let reply = ProxyReply::new(&req, &a, self.settings.server_ip, &policy);
+                let reply = ProxyReply::new(&req, &a, self.settings.server_ip, policy);
                 let dest = reply_destination(&req, port, from, &self.settings, self.ports.0);
                 let http_boot = a.client == ClientKind::HttpBoot;
                 let default_arch = matches!(a.target, BootTarget::DefaultProgram | BootTarget::DefaultUrl);
@@ -839,6 +964,12 @@ struct Batch {
     send_lens: Vec<usize>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Control message room of each receive slot (the SCM_TIMESTAMPNS timestamp).
+    ctrl: Vec<[u64; 8]>,
+    /// Receive timestamp (ns) of the request whose reply is in send slot `k` (0: none).
+    send_rx: Vec<u64>,
+    /// Whether the latency histograms are kept (receive timestamps are on).
+    timing: bool,
 }
 
 fn sockaddr_to_v4(a: &libc::sockaddr_in) -> SocketAddr {
@@ -871,6 +1002,9 @@ impl Batch {
             send_lens: vec![0; BATCH],
             iovs: (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
             hdrs: (0..BATCH).map(|_| zeroed()).collect(),
+            ctrl: vec![[0; 8]; BATCH],
+            send_rx: vec![0; BATCH],
+            timing: false,
         }
     }
 
@@ -885,8 +1019,13 @@ impl Batch {
         h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         h.msg_hdr.msg_iov = &mut self.iovs[i];
         h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = std::ptr::null_mut();
-        h.msg_hdr.msg_controllen = 0;
+        if recv && self.timing {
+            h.msg_hdr.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 8]>() as _;
+        } else {
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+        }
         h.msg_hdr.msg_flags = 0;
     }
 
@@ -922,6 +1061,23 @@ impl Batch {
         let h = &self.hdrs[i];
         let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || h.msg_len as usize > SLOT;
         ((h.msg_len as usize).min(SLOT), truncated, sockaddr_to_v4(&self.addrs[i]))
+    }
+
+    /// The kernel receive timestamp (ns) of datagram `i` of the last recv, if it has one.
+    fn rx_time(&self, i: usize) -> Option<u64> {
+        let h = &self.hdrs[i].msg_hdr;
+        // SAFETY: the control buffer is this Batch's slot `i`; the kernel set msg_controllen
+        // within its size, and the CMSG_* macros never step outside it.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    return Some(timespec_ns(&std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>())));
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
     }
 
     /// Receive slot `i` and send slot `k`.
@@ -1036,6 +1192,56 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), COUNTER_NAMES.len(), "names are unique");
+    }
+
+    #[test]
+    fn latency_buckets_follow_the_bounds() {
+        assert_eq!(LATENCY_BUCKETS.len(), LATENCY_BOUNDS_US.len() + 1);
+        for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
+            assert_eq!(LATENCY_BUCKETS[i], format!("le_{b}"));
+            assert_eq!(latency_bucket(b * 1000), i, "the bound itself is inside its bucket");
+            assert_eq!(latency_bucket(b * 1000 + 1), i + 1);
+        }
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BOUNDS_US.len());
+    }
+
+    #[test]
+    fn answered_request_is_timed() {
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let policy = DhcpPolicy {
+            tftp_server: Ipv4Addr::LOCALHOST,
+            boot_bios: "undionly.kpxe".into(),
+            boot_efi_x64: "snponly.efi".into(),
+            script_url: "https://127.0.0.1/boot.ipxe".into(),
+            ..DhcpPolicy::default()
+        };
+        let engine = DhcpEngine::start(settings(), policy).unwrap();
+        assert!(engine.latency().work.iter().all(|c| *c == 0));
+        engine.set_latency_timing(true);
+        let mut b = vec![0u8; 236];
+        b[..3].copy_from_slice(&[1, 1, 6]);
+        b[4..8].copy_from_slice(&7u32.to_be_bytes());
+        b[12..16].copy_from_slice(&[127, 0, 0, 1]);
+        b.extend_from_slice(&[99, 130, 83, 99, 53, 1, 3, 93, 2, 0, 7]);
+        b.extend_from_slice(&[60, 32]);
+        b.extend_from_slice(b"PXEClient:Arch:00007:UNDI:003000");
+        b.push(255);
+        client.send_to(&b, (Ipv4Addr::LOCALHOST, engine.local_ports().1)).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert!(n > 240 && buf[0] == 2, "a BOOTREPLY");
+        // Counted right after the send returned; the reply can overtake that by a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sum = |v: &[u64]| v.iter().sum::<u64>();
+        let mut h = engine.latency();
+        while sum(&h.reply) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            h = engine.latency();
+        }
+        assert_eq!(h.bounds_us.len() + 1, h.reply.len());
+        assert_eq!((sum(&h.wait), sum(&h.reply), sum(&h.work)), (1, 1, 1));
     }
 
     #[test]

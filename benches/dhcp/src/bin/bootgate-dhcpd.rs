@@ -1,9 +1,12 @@
 //! bootgate's proxyDHCP engine as a standalone process for the benchmark:
 //! `bootgate-dhcpd IFACE SERVER_IP` answers on 67 and 4011 of IFACE until stdin closes, draining
 //! events the way the Python service does (every 10 ms), then prints its counters as
-//! `name value` lines on stdout.
+//! `name value` lines on stdout. A `stats` line on stdin prints the engine's latency histograms
+//! (see `DhcpEngine::latency`) and its counters at once, ending with an `end` line:
+//! `latency_bounds_us B1 B2 ...`, `latency_wait N1 ...`, `latency_reply ...`, `latency_work ...` (counts per
+//! bucket since start; the last bucket is above the last bound), then `name value` lines.
 
-use std::io::Read;
+use std::io::BufRead;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +38,7 @@ fn main() {
         ..DhcpPolicy::default()
     };
     let engine = Arc::new(DhcpEngine::start(settings, policy).expect("engine starts"));
+    engine.set_latency_timing(true);
     let done = Arc::new(AtomicBool::new(false));
     let drainer = {
         let (engine, done) = (Arc::clone(&engine), Arc::clone(&done));
@@ -48,8 +52,21 @@ fn main() {
         })
     };
     println!("ready");
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() == "stats" {
+            let h = engine.latency();
+            let join = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
+            println!("latency_bounds_us {}", join(h.bounds_us));
+            println!("latency_wait {}", join(&h.wait));
+            println!("latency_reply {}", join(&h.reply));
+            println!("latency_work {}", join(&h.work));
+            for (name, value) in engine.counters() {
+                println!("{name} {value}");
+            }
+            println!("end");
+        }
+    }
     done.store(true, Ordering::Relaxed);
     let drained = drainer.join().unwrap_or(0);
     for (name, value) in engine.counters() {
