@@ -378,6 +378,30 @@ fn realtime_ns() -> u64 {
     timespec_ns(&ts)
 }
 
+/// The SCM_TIMESTAMPNS receive timestamp (CLOCK_REALTIME, ns) among the control messages of a
+/// datagram read with recvmsg / recvmmsg, if there is one (also used by the benchmark's load
+/// generator).
+///
+/// # Safety
+///
+/// `h.msg_control` must be null or point at `h.msg_controllen` readable bytes, as recvmsg leaves it.
+pub unsafe fn rx_timestamp_ns(h: &libc::msghdr) -> Option<u64> {
+    if h.msg_control.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's promise; the CMSG_* macros never step outside msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                return Some(timespec_ns(&std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>())));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
 fn timespec_ns(ts: &libc::timespec) -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0).saturating_mul(1_000_000_000) + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
@@ -1065,19 +1089,9 @@ impl Batch {
 
     /// The kernel receive timestamp (ns) of datagram `i` of the last recv, if it has one.
     fn rx_time(&self, i: usize) -> Option<u64> {
-        let h = &self.hdrs[i].msg_hdr;
-        // SAFETY: the control buffer is this Batch's slot `i`; the kernel set msg_controllen
-        // within its size, and the CMSG_* macros never step outside it.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(h);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                    return Some(timespec_ns(&std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>())));
-                }
-                c = libc::CMSG_NXTHDR(h, c);
-            }
-        }
-        None
+        // SAFETY: the control buffer is this Batch's slot `i`, and the kernel set msg_controllen
+        // within its size (or the header has no control buffer at all).
+        unsafe { rx_timestamp_ns(&self.hdrs[i].msg_hdr) }
     }
 
     /// Receive slot `i` and send slot `k`.

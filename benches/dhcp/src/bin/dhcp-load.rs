@@ -79,18 +79,11 @@ struct Mmsg {
 
 impl Mmsg {
     fn new() -> Self {
-        fn z<T>() -> T {
-            // SAFETY: only used for sockaddr_in and mmsghdr, plain old data for which all-zero is
-            // valid (pointers are set before every call).
-            unsafe { std::mem::zeroed() }
-        }
-        Self {
-            data: vec![0; MMSG * SLOT],
-            addrs: (0..MMSG).map(|_| z()).collect(),
-            ctrl: vec![[0; 8]; MMSG],
-            iovs: (0..MMSG).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
-            hdrs: (0..MMSG).map(|_| z()).collect(),
-        }
+        // SAFETY: sockaddr_in and mmsghdr are plain old data for which all-zero is valid (the
+        // pointers are set before every call).
+        let (addr, hdr): (libc::sockaddr_in, libc::mmsghdr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        let iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        Self { data: vec![0; MMSG * SLOT], addrs: vec![addr; MMSG], ctrl: vec![[0; 8]; MMSG], iovs: vec![iov; MMSG], hdrs: vec![hdr; MMSG] }
     }
 
     /// Points header `i` at data slot `i` (`len` bytes), address `i` and control buffer `i`.
@@ -149,20 +142,9 @@ impl Mmsg {
 
     /// The kernel receive timestamp (SCM_TIMESTAMPNS) of datagram `i`, in ns.
     fn rx_time(&self, i: usize) -> Option<u64> {
-        let h = &self.hdrs[i].msg_hdr;
-        // SAFETY: the control buffer belongs to self and msg_controllen was set by the kernel
-        // within its size; the CMSG_* macros stay inside it.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(h);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
-                    return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-                }
-                c = libc::CMSG_NXTHDR(h, c);
-            }
-        }
-        None
+        // SAFETY: the control buffer belongs to self and the kernel set msg_controllen within its
+        // size.
+        unsafe { bootgate_io::dhcp::rx_timestamp_ns(&self.hdrs[i].msg_hdr) }
     }
 }
 
