@@ -9,6 +9,7 @@ machine), then the top functions.
 --new: every request is a machine never seen before (zero-touch registration: the storm's path).
 --deploy: a required deployment to the "unknown" collection (each new machine gets a run).
 --healthz: /healthz instead of /boot (the harness's own floor).
+--log: bootgate's log lines (one per boot, as `bootgate serve` writes them) to a file in the work dir.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ async def main(n: int, conc: int, profile: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="bootgate-prof-"))
     cfg = bench.write_config(work, 8050, 0)
     settings = load_settings(cfg, env={})
+    if "--log" in sys.argv:
+        from bootgate.logs import configure
+        configure(stream=open(work / "bootgate.log", "w"))  # noqa: SIM115 (open for the whole run)
     machines = 10_000
     await bench.seed(settings.store.url, machines)
     store = await Store.open(settings.store.url)

@@ -44,6 +44,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+from tests.integration import store_serve  # noqa: E402  (`bootgate serve` as a subprocess, waited for)
 SCRIPT = "#!ipxe\necho bootgate: nothing to do for this machine, next boot device\nexit\n"
 
 
@@ -268,8 +270,9 @@ def main() -> int:
     ceil_port, ceil_http, nginx_port = free_port(), free_port(), free_port()
     ceil_cfg = write_config(work, ceil_http, ceil_port, name="ceiling.toml")
     servers: dict[str, tuple[int, subprocess.Popen[bytes], Path]] = {}
-    log = work / "bootgate.log"
-    servers["bootgate"] = (port, spawn([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)], log), log)
+    # bootgate serve through the tests' helper (same config as write_config: data dir, loopback, TFTP off)
+    bg = store_serve.start(work, "bootgate", port=http_port, https=port, data=work / "data", script_clients=None)
+    servers["bootgate"] = (port, bg.proc, bg.log)
     try:
         servers["framework_ceiling"] = (ceil_port, spawn([sys.executable, str(HERE / "ceiling.py"), str(ceil_cfg)],
                                                          work / "ceiling.log"), work / "ceiling.log")

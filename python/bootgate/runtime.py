@@ -86,6 +86,10 @@ def hypercorn_config(settings: Settings, tls: TlsFiles | None) -> HypercornConfi
     cfg.errorlog = logging.getLogger("hypercorn.error")
     cfg.include_server_header = False
     cfg.graceful_timeout = 3.0
+    # a boot storm (a lab powered on at once) opens hundreds of TLS connections within seconds: with
+    # hypercorn's default accept backlog (100) the kernel's queue overflows while the loop is busy with
+    # handshakes, and clients are reset (benches/boot storm); the kernel caps it at net.core.somaxconn
+    cfg.backlog = 2048
     bind = settings.http.bind
     if settings.http.https_port and tls is not None:
         cfg.certfile = str(tls.cert)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,44 +10,16 @@ from pathlib import Path
 import pytest
 
 from bootgate.cli import main
-from tests.conftest import free_port, write_config
+from tests.integration import store_serve
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    port = free_port()
-    cfg = write_config(tmp_path, f"""
-        [server]
-        data_dir = "{tmp_path / 'data'}"
-        [http]
-        bind = "127.0.0.1"
-        port = {port}
-        https_port = 0
-        [tftp]
-        enabled = false
-        [auth]
-        http_script_clients = "127.0.0.1"
-    """)
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)], stdout=log,
-                            stderr=subprocess.STDOUT)
+    s = store_serve.start(tmp_path, "data")
     try:
-        end = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < end, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
-        yield cfg, port
+        yield s.cfg, s.port
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-        log.close()
+        store_serve.stop(s)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:

@@ -3,94 +3,35 @@
 from __future__ import annotations
 
 import http.client
-import os
-import signal
 import socket
-import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import free_port, write_config
+from tests.integration import store_serve
 
 MAC = "52:54:00:5e:00:01"
 
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    http: str
-    https: str
-    data: Path
-    token: str
-    log: Path
-
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.data / "tls" / "ca.pem"))
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, deadline_s: float = 30) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"bootgate exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"bootgate did not become ready:\n{log.read_text()}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int | None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            return proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-            return None
-    return proc.returncode
+# the shared helpers under the names other test modules import from here (test_branchcache_upstream.py)
+_wait_ready = store_serve.wait_ready
+_stop = store_serve.stop
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    http_port, https_port = free_port(), free_port()
-    while https_port == http_port:
-        https_port = free_port()
-    data = tmp_path / "data"
-    cfg = write_config(tmp_path, f"""
-        [server]
-        data_dir = "{data}"
-        [http]
-        bind = "127.0.0.1"
-        port = {http_port}
-        https_port = {https_port}
-        [tftp]
-        enabled = false
-    """)
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+def server(tmp_path: Path) -> Iterator[store_serve.Serve]:
+    s = store_serve.start(tmp_path, "data", https=True, script_clients=None)
     try:
-        _wait_ready(proc, f"http://127.0.0.1:{http_port}/healthz", log)
-        token = (data / "admin.token").read_text().strip()
-        yield Server(proc, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}", data, token, log)
+        yield s
     finally:
-        _stop(proc)
+        store_serve.stop(s)
 
 
-def test_http_and_https_with_generated_ca(server: Server) -> None:
+def test_http_and_https_with_generated_ca(server: store_serve.Serve) -> None:
     r = httpx.get(f"{server.https}/boot.ipxe", verify=server.ssl_context(), timeout=10)
     assert r.status_code == 200
     assert r.text.splitlines()[1].startswith(f"chain {server.https}/boot?mac=")
@@ -99,19 +40,19 @@ def test_http_and_https_with_generated_ca(server: Server) -> None:
         httpx.get(f"{server.https}/boot.ipxe", timeout=10)
 
     auth = {"Authorization": f"Bearer {server.token}"}
-    r = httpx.put(f"{server.http}/api/v1/machines/{MAC}/action", headers=auth,
+    r = httpx.put(f"{server.base}/api/v1/machines/{MAC}/action", headers=auth,
                   json={"kernel": "vmlinuz", "initrd": "initrd.img", "args": "console=ttyS0"}, timeout=10)
     assert r.status_code == 200, r.text
     r = httpx.get(f"{server.https}/boot", params={"mac": MAC}, verify=server.ssl_context(), timeout=10)
     kernel = [line for line in r.text.splitlines() if line.startswith("kernel ")][0]
     assert kernel.startswith(f"kernel {server.https}/content/vmlinuz console=ttyS0 bootgate.boot=")
-    assert kernel.endswith(f"bootgate.server={server.http}")
+    assert kernel.endswith(f"bootgate.server={server.base}")
     boot_id = kernel.split("bootgate.boot=")[1].split()[0]
 
-    r = httpx.post(f"{server.http}/api/v1/boots/{boot_id}/status", data={"state": "success", "message": "ok"},
+    r = httpx.post(f"{server.base}/api/v1/boots/{boot_id}/status", data={"state": "success", "message": "ok"},
                    timeout=10)
     assert r.status_code == 200
-    boots = httpx.get(f"{server.http}/api/v1/boots", params={"mac": MAC}, headers=auth, timeout=10).json()
+    boots = httpx.get(f"{server.base}/api/v1/boots", params={"mac": MAC}, headers=auth, timeout=10).json()
     assert boots[0]["id"] == boot_id and boots[0]["scheme"] == "https"
     assert boots[0]["statuses"][0]["state"] == "success"
 
@@ -121,13 +62,13 @@ def test_http_and_https_with_generated_ca(server: Server) -> None:
     assert r.status_code == 206 and r.content == b"K" * 10
     assert r.headers["content-range"] == "bytes 99990-99999/100000"
 
-    metrics = httpx.get(f"{server.http}/metrics", timeout=10).text
+    metrics = httpx.get(f"{server.base}/metrics", timeout=10).text
     assert 'bootgate_boots_total{action="boot"} 1.0' in metrics
 
 
-def test_raw_path_escape_over_the_wire(server: Server) -> None:
+def test_raw_path_escape_over_the_wire(server: store_serve.Serve) -> None:
     (server.data / "secret.txt").write_text("top secret")
-    host, port = server.http.removeprefix("http://").split(":")
+    host, port = server.base.removeprefix("http://").split(":")
     for raw in ("/content/../secret.txt", "/content/%2e%2e/secret.txt", "/content/%2e%2e%2fsecret.txt"):
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
         conn.request("GET", raw)
@@ -138,9 +79,22 @@ def test_raw_path_escape_over_the_wire(server: Server) -> None:
         assert b"secret" not in body
 
 
-def test_sigterm_stops_cleanly(server: Server) -> None:
-    assert _stop(server.proc) == 0
+def test_sigterm_stops_cleanly(server: store_serve.Serve) -> None:
+    assert store_serve.stop(server) == 0
     assert "stopped" in server.log.read_text()
+
+
+def _fails_to_start(cfg: Path, busy: socket.socket) -> str:
+    """Runs `bootgate serve` on a config whose port `busy` holds; asserts exit code 1; its output."""
+    proc = store_serve.spawn(cfg, subprocess.PIPE)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        store_serve.stop(proc)
+        busy.close()
+    text = out.decode()
+    assert proc.returncode == 1, text
+    return text
 
 
 def test_busy_tftp_port_fails_fast_naming_the_key(tmp_path: Path) -> None:
@@ -157,16 +111,7 @@ def test_busy_tftp_port_fails_fast_naming_the_key(tmp_path: Path) -> None:
         port = {tftp_port}
         root = "{tmp_path}"
     """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
-    proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        _stop(proc)
-        busy.close()
-    text = out.decode()
-    assert proc.returncode == 1, text
+    text = _fails_to_start(cfg, busy)
     assert f"cannot start TFTP on 127.0.0.1:{tftp_port}" in text and "[tftp] port" in text
     assert "Traceback" not in text
 
@@ -185,16 +130,7 @@ def test_busy_http_port_fails_fast_naming_the_key(tmp_path: Path) -> None:
         [tftp]
         enabled = false
     """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
-    proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        _stop(proc)
-        busy.close()
-    text = out.decode()
-    assert proc.returncode == 1, text
+    text = _fails_to_start(cfg, busy)
     assert "cannot listen on 127.0.0.1" in text and "[http]" in text and "Traceback" not in text
 
 
@@ -241,27 +177,12 @@ def test_tftp_transfer_is_recorded_as_event(tmp_path: Path) -> None:
     root.mkdir()
     payload = bytes(range(256)) * 7  # 1792 bytes: 3 full blocks + 1 short
     (root / "undionly.kpxe").write_bytes(payload)
-    http_port, tftp_port = free_port(), free_port(socket.SOCK_DGRAM)
-    data = tmp_path / "data"
-    cfg = write_config(tmp_path, f"""
-        [server]
-        data_dir = "{data}"
-        [http]
-        port = {http_port}
-        https_port = 0
-        [tftp]
-        port = {tftp_port}
-        root = "{root}"
-    """)
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    tftp_port = free_port(socket.SOCK_DGRAM)
+    srv = store_serve.start(tmp_path, "data", script_clients=None,
+                            extra={"tftp": {"enabled": True, "bind": "127.0.0.1", "port": tftp_port, "root": str(root)}})
+    http_port, token, log = srv.port, srv.token, srv.log
     try:
-        _wait_ready(proc, f"http://127.0.0.1:{http_port}/healthz", log)
         assert _tftp_get(tftp_port, "undionly.kpxe") == payload
-        token = (data / "admin.token").read_text().strip()
         events: list[dict[str, object]] = []
         for _ in range(100):  # the engine reports a transfer when it ends; poll, bounded
             events = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/events", params={"kind": "tftp"},
@@ -278,4 +199,4 @@ def test_tftp_transfer_is_recorded_as_event(tmp_path: Path) -> None:
         metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
         assert "bootgate_tftp_" in metrics
     finally:
-        _stop(proc)
+        store_serve.stop(srv)

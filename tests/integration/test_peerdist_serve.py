@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, write_config
-from tests.integration.test_cli_serve import _stop, _wait_ready
+from tests.integration import store_serve
 from tests.integration.test_peerdist import IPXE_HEADERS
 
 native = pytest.importorskip("bootgate._native")
@@ -35,32 +32,14 @@ def _peerdist_body(url: str, deadline_s: float = 60) -> bytes:
 
 
 def test_serve_builds_in_background_and_answers(tmp_path: Path) -> None:
-    port = free_port()
     data = tmp_path / "data"
     content = data / "content"
     content.mkdir(parents=True)
     first = os.urandom(300_000)
     (content / "vmlinuz").write_bytes(first)
-    cfg = write_config(tmp_path, f"""
-        [server]
-        data_dir = "{data}"
-        [http]
-        bind = "127.0.0.1"
-        port = {port}
-        https_port = 0
-        [tftp]
-        enabled = false
-        [branchcache]
-        scan_interval = 1
-    """)
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTGATE_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bootgate.cli", "serve", "--config", str(cfg)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+    srv = store_serve.start(tmp_path, "data", script_clients=None, extra={"branchcache": {"scan_interval": 1}})
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(proc, base + "/healthz", log)
+        base = srv.base
         # built at start by the scanner (no request needed first)
         blob = _peerdist_body(base + "/content/vmlinuz")
         info = native.parse_content_information(blob)
@@ -79,4 +58,4 @@ def test_serve_builds_in_background_and_answers(tmp_path: Path) -> None:
         assert 'bootgate_peerdist_builds_total{result="ok",version="2"}' in metrics
         assert 'bootgate_peerdist_responses_total{version="2"}' in metrics
     finally:
-        _stop(proc)
+        store_serve.stop(srv)

@@ -230,3 +230,56 @@ async def test_known_machine_fast_path_and_group_commit(store: Store) -> None:
     assert {b["id"] for b in listed} == {b.id for b in boots}
     machine = [x for x in await store.list_machines() if x["mac"] == mac][0]
     assert machine["first_seen"] == 700.0 and machine["last_seen"] == 759.0
+
+
+async def test_identity_index_follows_other_processes(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stores on one database stand for two processes: what one writes (a registration, a shared
+    MAC, a per-MAC action) reaches the other's in-memory index at its next generation check."""
+    from bootgate.policy import MachineAction
+    from bootgate.store import index
+
+    a, b = await Store.open(db_url), await Store.open(db_url)
+    try:
+        mac, other = "52:54:00:00:09:01", "52:54:00:00:09:02"
+        assert (await b.identity_index()).hosts == {}  # b's index loaded before a writes
+        host, _ = await a.identify(Identity(mac, UUID_A, "IDX00001"), manufacturer="QEMU", product="PC", now=1.0)
+        assert host is not None
+        # a's own registration is in a's index at commit
+        assert host in (await a.identity_index()).hosts
+        await a.set_action(other, MachineAction(kernel="vmlinuz"))
+        # b reads the generation at its next check (the interval forced to 0 here) and reloads
+        monkeypatch.setattr(index, "CHECK_INTERVAL", 0.0)
+        monkeypatch.setattr("bootgate.store.inventory.CHECK_INTERVAL", 0.0)
+        await b.identity_index()  # starts the background check
+        await b.__dict__["_index_refresh"]
+        idx = await b.identity_index()
+        assert idx.hosts[host].serial == "IDX00001" and idx.macs_of[host] == {mac}
+        assert (await b.get_action(other)) == MachineAction(kernel="vmlinuz")
+        # b finds the machine a registered without registering it again
+        again, m = await b.identify(Identity(mac, UUID_A, "IDX00001"), manufacturer="QEMU", product="PC", now=2.0)
+        assert again == host and m.reason == "matched by uuid and serial"
+        await a.identity_index()  # a's index again (its own set_action dropped it: reloaded on next use)
+        await b.set_mac_shared(mac, True, "test")
+        assert mac not in (await a.identity_index()).shared  # until the check (started by this call) ends
+        await a.__dict__["_index_refresh"]
+        assert mac in (await a.identity_index()).shared
+        assert len(await a.list_hosts()) == 1
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_first_boots_are_registered_in_batches(store: Store) -> None:
+    """Many new machines at once (a storm): each registered once with its own name and MAC, one
+    host.registered audit entry each, and the same machine twice in one batch is one host."""
+    import asyncio
+
+    idents = [Identity(f"52:54:00:00:0a:{i:02x}", "", f"BATCH{i:04d}") for i in range(120)]
+    got = await asyncio.gather(*(store.identify(x, manufacturer="QEMU", product="PC", now=3.0)
+                                 for x in idents + idents[:10]))
+    ids = [h for h, _ in got]
+    assert None not in ids and len(set(ids[:120])) == 120 and ids[120:] == ids[:10]
+    hosts = {h["id"]: h for h in await store.list_hosts(limit=1000)}
+    assert sorted(h["name"] for h in hosts.values()) == sorted(f"PC-BATCH{i:04d}" for i in range(120))
+    assert all(hosts[h]["macs"] == [x.mac] for h, x in zip(ids, idents, strict=False))
+    assert len(await store.list_audit(action="host.registered", limit=1000)) == 120

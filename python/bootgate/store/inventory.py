@@ -155,21 +155,35 @@ def _unchanged(row: Any, ident: Identity, manufacturer: str, product: str) -> bo
             and (not product or row.product == product))
 
 
+def _candidate_queries() -> dict[Any, Any]:
+    """The identification writer's statements, built once (a statement built per call costs more Python
+    than executing it): candidates by MAC [, UUID] [, serial]; their MACs; the shared flag; a name
+    check; the inserts of a new host and of its MAC."""
+    h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
+    by_mac = h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == bindparam("mac")))
+    cols = select(h.c.id, h.c.uuid, h.c.serial, h.c.manufacturer, h.c.product)
+    q: dict[Any, Any] = {(bool(u), bool(s)): cols.where(or_(by_mac, *([h.c.uuid == bindparam("u")] if u else []),
+                                                             *([h.c.serial == bindparam("s")] if s else []))).limit(50)
+                         for u in (0, 1) for s in (0, 1)}
+    q["macs"] = select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(bindparam("ids", expanding=True)))
+    q["shared"] = select(sm.c.mac).where(sm.c.mac == bindparam("mac"))
+    q["name"] = select(h.c.id).where(h.c.name == bindparam("name"))
+    q["host"] = insert(h).returning(h.c.id)
+    q["mac"] = insert(hm)
+    return q
+
+
+_Q = _candidate_queries()
+
+
 def _candidates(conn: Connection, ident: Identity) -> tuple[Match, Any, bool]:
     """The identity decision from what the store holds: (match, the matched host's row or None,
     whether that host already has this MAC)."""
-    h, hm, sm = schema.hosts, schema.host_macs, schema.shared_macs
     u, s = ident.good_uuid, ident.good_serial
-    conds: list[ColumnElement[bool]] = [h.c.id.in_(select(hm.c.host_id).where(hm.c.mac == ident.mac))]
-    if u:
-        conds.append(h.c.uuid == u)
-    if s:
-        conds.append(h.c.serial == s)
-    rows = conn.execute(select(h.c.id, h.c.uuid, h.c.serial, h.c.manufacturer, h.c.product)
-                        .where(or_(*conds)).limit(50)).all()
+    rows = conn.execute(_Q[(bool(u), bool(s))], {"mac": ident.mac, "u": u, "s": s}).all()
     ids = [r.id for r in rows]
-    mac_rows = conn.execute(select(hm.c.host_id, hm.c.mac).where(hm.c.host_id.in_(ids))).all() if ids else []
-    shared = conn.execute(select(sm.c.mac).where(sm.c.mac == ident.mac)).first() is not None
+    mac_rows = conn.execute(_Q["macs"], {"ids": ids}).all() if ids else []
+    shared = conn.execute(_Q["shared"], {"mac": ident.mac}).first() is not None
     return _decide_identity(ident, rows, mac_rows, shared)
 
 
@@ -245,20 +259,20 @@ def _register(conn: Connection, ident: Identity, manufacturer: str, product: str
     (id, name)."""
     h = schema.hosts
     values = dict(uuid=ident.good_uuid, serial=ident.good_serial, manufacturer=manufacturer, product=product,
-                  known=False, registered=now, last_seen=now, wipe_approved=False)
+                  known=False, registered=now, last_seen=now, wipe_approved=False, installed_at=None)
     name = None
     if "{id" not in pattern:  # the name does not need the id: one INSERT when it is free
         name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=0)
-        if name == "host-0" or conn.execute(select(h.c.id).where(h.c.name == name)).first() is not None:
+        if name == "host-0" or conn.execute(_Q["name"], {"name": name}).first() is not None:
             name = None
-    host_id = int(conn.execute(insert(h).values(name=name, **values).returning(h.c.id)).scalar_one())
+    host_id = int(conn.execute(_Q["host"], {"name": name, **values}).scalar_one())
     if name is None:
         name = render_name(pattern, uuid=ident.uuid, serial=ident.serial, mac=ident.mac, host_id=host_id)
         taken = conn.execute(select(h.c.id).where((h.c.name == name) & (h.c.id != host_id))).first()
         if taken is not None:
             name = f"{name[:63 - len(str(host_id)) - 1]}-{host_id}"
         conn.execute(update(h).where(h.c.id == host_id).values(name=name))
-    conn.execute(insert(schema.host_macs).values(host_id=host_id, mac=ident.mac, first_seen=now, last_seen=now))
+    conn.execute(_Q["mac"], {"host_id": host_id, "mac": ident.mac, "first_seen": now, "last_seen": now})
     return host_id, name
 
 
