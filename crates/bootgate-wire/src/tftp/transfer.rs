@@ -184,6 +184,11 @@ impl Transfer {
     pub fn size(&self) -> u64 {
         self.size
     }
+    /// The retransmission timeout before any backoff (the client's `timeout` option, else the
+    /// server's).
+    pub fn timeout(&self) -> Duration {
+        self.base_timeout
+    }
     /// Number of DATA blocks the file takes (the last one short, possibly empty).
     pub fn blocks(&self) -> u64 {
         self.blocks
