@@ -141,10 +141,10 @@ const CACHE_IDLE_FILES: usize = 64;
 /// evenly would all finish at the very end; served oldest first they finish one after another
 /// (half of them in half the time), and a client with a deadline of its own sees its file sooner.
 /// 512 keeps the measured peak (windowsize 8 is fastest near N = 512 here).
-const FULL_SPEED: usize = 512;
+pub const FULL_SPEED: usize = 512;
 /// Longest a paced transfer's next window waits: well under any client's retransmission timeout
 /// (1 s is RFC 2349's least; iPXE's shortest is 250 ms), so a paced client never retransmits.
-const PACE: Duration = Duration::from_millis(200);
+pub const PACE: Duration = Duration::from_millis(200);
 /// Ready descriptors taken from one epoll_wait(2) (1024 measured no better at N = 2000).
 const EPOLL_BATCH: usize = 256;
 /// Datagrams read from one socket per wake-up, so one busy peer cannot starve the rest.
