@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -164,6 +165,18 @@ def softirq_sched() -> tuple[float, float]:
     return cpu, wait
 
 
+def udp_rcvbuf_errors(ns: str) -> int:
+    """UDP datagrams the namespace's sockets dropped for a full receive buffer (/proc/net/snmp)."""
+    lines = [l.split() for l in sh("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").stdout.splitlines()
+             if l.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"]) if len(lines) >= 2 else 0
+
+
+def backlog_drops() -> int:
+    """Packets dropped at a full per-CPU input backlog (netdev_max_backlog), all CPUs (/proc/net/softnet_stat)."""
+    return sum(int(l.split()[1], 16) for l in Path("/proc/net/softnet_stat").read_text().splitlines())
+
+
 def steal_ms() -> float:
     """Time this VM's CPUs were runnable but held by the host (the `steal` column of /proc/stat), in ms."""
     f = Path("/proc/stat").read_text().splitlines()[0].split()
@@ -190,9 +203,12 @@ def sweep(case: str, rates: list[int], secs: float, port: int | None = None,
     rows = []
     before = engine_stats(server) if server else {}
     for rate in rates:
+        drops0 = (udp_rcvbuf_errors(SRV), udp_rcvbuf_errors(CLI), backlog_drops())
         s0, st0, k0 = (schedstat(pid) if pid else (0, 0)), steal_ms(), softirq_sched()
         r = load(case, rate, secs, port)
         s1, st1, k1 = (schedstat(pid) if pid else (0, 0)), steal_ms(), softirq_sched()
+        drops1 = (udp_rcvbuf_errors(SRV), udp_rcvbuf_errors(CLI), backlog_drops())
+        r["srv_rcvbuf_drops"], r["cli_rcvbuf_drops"], r["backlog_drops"] = (b - a for a, b in zip(drops0, drops1))
         r["srv_cpu_ms"], r["srv_runq_ms"] = s1[0] - s0[0], s1[1] - s0[1]
         r["ksoftirqd_cpu_ms"], r["ksoftirqd_runq_ms"] = k1[0] - k0[0], k1[1] - k0[1]
         r["steal_ms"] = st1 - st0
@@ -205,6 +221,7 @@ def sweep(case: str, rates: list[int], secs: float, port: int | None = None,
                 r[f"eng_{kind}_p99_us"] = hist_pct(bounds, d, 0.99)
                 r[f"eng_{kind}_hist"] = d
             r["eng_events_dropped"] = after["events_dropped"][0] - before["events_dropped"][0]
+            r["eng_received"] = after["received"][0] - before["received"][0]
             before = after
         rows.append(r)
         eng = (f"  engine reply p50<={r['eng_reply_p50_us']}us p99<={r['eng_reply_p99_us']}us "
@@ -212,7 +229,8 @@ def sweep(case: str, rates: list[int], secs: float, port: int | None = None,
         print(f"  {case:12} {rate:>8}/s  recv {r['recv_rate']:>9.0f}/s  loss {r['loss_pct']:6.2f}%  "
               f"p50 {r['p50_us']}us p99 {r['p99_us']}us p99.9 {r['p999_us']}us  server cpu/runq "
               f"{r['srv_cpu_ms']:.0f}/{r['srv_runq_ms']:.0f} ms, load gen {r['gen_cpu_ms']:.0f}/{r['gen_runq_ms']:.0f} ms, "
-              f"steal {r['steal_ms']:.0f} ms, ksoftirqd {r['ksoftirqd_cpu_ms']:.0f}/{r['ksoftirqd_runq_ms']:.0f} ms{eng}",
+              f"steal {r['steal_ms']:.0f} ms, ksoftirqd {r['ksoftirqd_cpu_ms']:.0f}/{r['ksoftirqd_runq_ms']:.0f} ms, "
+              f"drops srv/cli rcvbuf {r['srv_rcvbuf_drops']}/{r['cli_rcvbuf_drops']} backlog {r['backlog_drops']}{eng}",
               flush=True)
         if r["loss_pct"] > 50:
             break  # far past saturation: stop stepping
@@ -252,6 +270,8 @@ def main() -> int:
     ap.add_argument("--baseline-bin", help="bootgate-dhcpd of another build (e.g. the previous commit) to run too, "
                     "as server 'bootgate-base': an A/B under the same machine load")
     args = ap.parse_args()
+    # SIGTERM (e.g. from `timeout`) unwinds through the finally blocks: namespaces removed, ksoftirqd restored.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.from_raw:
         data = json.loads(Path(args.raw).read_text())
         LOADAVG[:] = data["loadavg"]
@@ -268,6 +288,9 @@ def main() -> int:
     if args.nice:
         for k in PIN:
             PIN[k] = ["nice", "-n", str(args.nice), *PIN[k]]
+    if args.fifo and not shutil.which("chrt"):
+        print("chrt not found: running without SCHED_FIFO", file=sys.stderr)
+        args.fifo = 0
     if args.fifo:
         for k in PIN:
             PIN[k] = ["chrt", "-f", str(args.fifo), *PIN[k]]
@@ -417,17 +440,22 @@ def write_markdown(out: Path, results: dict[str, dict[str, list[dict[str, float]
               "wake-up), *work* = that `recvmmsg` to the return of the `sendmmsg` of its reply (the decisions of the",
               "batch and the send, which on a veth also delivers the reply into the client's socket), *reply* =",
               "both. Shown: upper bounds of the p50 / p99 buckets. *runq*: time the server's threads were runnable",
-              "but waiting for a CPU during the step; *steal*: time the host took the VM's CPUs.", "",
+              "but waiting for a CPU during the step; *steal*: time the host took the VM's CPUs; *lost*: datagrams",
+              "dropped during the step for a full receive buffer in the server's namespace (requests) and the",
+              "client's (replies), from /proc/net/snmp, and at a full input backlog (netdev_max_backlog).", "",
               "| case | rate/s | loss % | client p50 / p99 / p99.9 us | engine wait p50 / p99 | engine work p50 / p99 "
-              "| engine reply p50 / p99 | server cpu / runq ms | steal ms |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| engine reply p50 / p99 | server cpu / runq ms | steal ms | lost: server socket / client socket / "
+              "backlog |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in CASES:
         for r in results["bootgate"][case]:
             lines.append(f"| {case} | {r['rate']:.0f} | {r['loss_pct']:.2f} | {r['p50_us']} / {r['p99_us']} / "
                          f"{r['p999_us']} | {us(r['eng_wait_p50_us'])} / {us(r['eng_wait_p99_us'])} "
                          f"| {us(r['eng_work_p50_us'])} / {us(r['eng_work_p99_us'])} "
                          f"| {us(r['eng_reply_p50_us'])} / {us(r['eng_reply_p99_us'])} "
-                         f"| {r['srv_cpu_ms']:.0f} / {r['srv_runq_ms']:.0f} | {r['steal_ms']:.0f} |")
+                         f"| {r['srv_cpu_ms']:.0f} / {r['srv_runq_ms']:.0f} | {r['steal_ms']:.0f} "
+                         f"| {r.get('srv_rcvbuf_drops', '-')} / {r.get('cli_rcvbuf_drops', '-')} / "
+                         f"{r.get('backlog_drops', '-')} |")
     lines += ["", "## Every step", "",
               "| server | case | rate/s | sent/s (achieved) | received/s | loss % | p50 us | p99 us | p99.9 us "
               "| server cpu / runq ms |",

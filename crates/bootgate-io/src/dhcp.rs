@@ -323,8 +323,10 @@ const BATCH: usize = 64;
 /// Bytes of one receive or send slot. DHCP requests and our replies are far smaller; a larger
 /// datagram is dropped and counted as `malformed_oversize`.
 const SLOT: usize = 4096;
-/// Requested socket receive buffer.
-const RCVBUF: usize = 1 << 20;
+/// Requested socket receive buffer (the kernel clamps it to net.core.rmem_max): room for the
+/// requests that arrive while the engine thread is off its CPU. At 80 k requests/s a 1 MiB buffer
+/// overflowed during the stalls of a shared 2-vCPU machine (benches/README-dhcp.md).
+const RCVBUF: usize = 4 << 20;
 /// Delayed replies held at most (a standby under a flood drops the excess, counted).
 const DELAY_CAPACITY: usize = 16_384;
 /// Clients a standby remembers (see [`StandbyTracker`]).

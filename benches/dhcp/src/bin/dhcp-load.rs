@@ -241,7 +241,8 @@ fn run(args: &[String]) {
     let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 68)).expect("bind port 68 (root, own namespace)");
     sock.set_broadcast(true).unwrap();
     bind_device(&sock, iface);
-    set_int(&sock, libc::SO_RCVBUF, 8 << 20);
+    // FORCE (root): past net.core.rmem_max, so the generator's own socket is never what drops.
+    set_int(&sock, libc::SO_RCVBUFFORCE, 32 << 20);
     set_int(&sock, libc::SO_SNDBUF, 8 << 20);
     set_int(&sock, libc::SO_TIMESTAMPNS, 1);
     sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
