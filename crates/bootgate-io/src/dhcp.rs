@@ -6,6 +6,8 @@
 //! - `DhcpEngine::start(settings, policy) -> io::Result<DhcpEngine>`; `set_policy(&self, policy)`;
 //!   `counters(&self) -> Vec<(&'static str, u64)>`; `drain_events(&self, max) -> Vec<DhcpEvent>`;
 //!   `event_fd(&self) -> RawFd`; `local_ports(&self) -> (u16, u16)`; `stop(&mut self)` (also on Drop).
+//! - Diagnostics (not used by bootgate-py; the benchmark reads them): `set_latency_timing(&self, on)`,
+//!   `latency(&self) -> LatencyHistograms`.
 //!
 //! The packet loop: one thread polls both sockets and a stop pipe with poll(2); each datagram is
 //! parsed ([`PxeRequest`]), decided ([`decide`]) against the current policy snapshot, answered
