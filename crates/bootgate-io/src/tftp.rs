@@ -27,8 +27,9 @@
 //! or allocation; timers are scanned only when the earliest deadline is due.
 //!
 //! Scheduling: the oldest [`FULL_SPEED`] transfers in progress are served as fast as their clients
-//! acknowledge; a later one gets its first window at once, then one window per [`PACE`] at most
-//! until an older transfer ends. After a power cut, thousands of machines then get their boot
+//! acknowledge; a later lock-step one (windowsize 1) gets its first block at once, then one block
+//! per [`PACE`] at most until an older transfer ends (windowed transfers always share evenly: their
+//! throughput grows with the transfers in flight). After a power cut, thousands of machines then get their boot
 //! program one after another (half of them in about half the time) instead of all at the very end,
 //! and a client that gives up after a while of its own is not starved by a fair share of nothing.
 //!
@@ -136,7 +137,7 @@ const GSO_MAX_BYTES: usize = 65000;
 const EVENT_CAPACITY: usize = 65536;
 /// Files kept in memory while no transfer uses them.
 const CACHE_IDLE_FILES: usize = 64;
-/// Transfers served at full speed at once, oldest first: beyond them a transfer is paced (one
+/// Transfers served at full speed at once, oldest first: beyond them a lock-step transfer is paced (one
 /// window per [`PACE`] at most) until an older one ends. Thousands of transfers sharing the link
 /// evenly would all finish at the very end; served oldest first they finish one after another
 /// (half of them in half the time), and a client with a deadline of its own sees its file sooner.
@@ -1510,11 +1511,14 @@ impl Server {
     /// Carries out what the transfer asked for.
     fn apply(&mut self, i: usize, action: Action) {
         // A paced transfer's next new window waits its turn (never its first window, never a
-        // retransmission).
+        // retransmission). Lock-step transfers only (windowsize 1): their total throughput is
+        // the same with 64 or 512 at full speed, so serving the oldest first costs nothing; with
+        // larger windows it grows with the transfers in flight, and pacing them measured a 6-15%
+        // longer p99 at N = 2000 (the last ones finish with few others left).
         if let Action::SendBlocks { first, retransmits: 0, .. } = action {
             if first > 1 {
                 if let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) {
-                    if slot.serial > self.full_speed_until {
+                    if slot.serial > self.full_speed_until && slot.transfer.windowsize() == 1 {
                         let when = self.epoch.elapsed() + PACE.min(slot.transfer.timeout() / 4);
                         slot.held = Some(action);
                         self.paced.push_back((when, i, slot.serial));
@@ -1839,13 +1843,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&base);
     }
 
-    /// With two transfers at full speed, two later ones are paced: each gets its first block at
-    /// once and its next windows only every 200 ms until an older transfer ends, then runs at full
-    /// speed; every byte still arrives. (Ordering, not timing: while the first two move 40
-    /// blocks, a paced one could only gain a block per 200 ms.)
-    #[test]
-    fn transfers_beyond_the_full_speed_set_are_paced_until_older_ones_end() {
-        let base = std::env::temp_dir().join(format!("bootgate-tftp-paced-{}", std::process::id()));
+    /// Four downloads of a 40-block file from an engine with two transfers at full speed, driven
+    /// in turn by one thread (`windowsize` > 1 asks for it with an OACK). Returns, for each
+    /// download, the blocks every download had when it ended, after checking every byte arrived
+    /// and nothing was retransmitted.
+    fn four_downloads_two_at_full_speed(tag: &str, windowsize: u16) -> Vec<[u16; 4]> {
+        let base = std::env::temp_dir().join(format!("bootgate-tftp-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&base).unwrap();
         let data: Vec<u8> = (0..40 * 512 + 100u32).map(|i| (i * 13 + i / 509) as u8).collect();
         std::fs::write(base.join("f.bin"), &data).unwrap();
@@ -1858,16 +1861,24 @@ mod tests {
             max_transfers: 16,
         };
         let mut engine = TftpEngine::start_paced(settings, TftpLimits::default(), 2).unwrap();
+        let mut rrq = b"\x00\x01f.bin\x00octet\x00".to_vec();
+        if windowsize > 1 {
+            rrq.extend_from_slice(format!("windowsize\x00{windowsize}\x00").as_bytes());
+        }
         let clients: Vec<UdpSocket> = (0..4).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
         for c in &clients {
             c.set_nonblocking(true).unwrap();
-            c.send_to(b"\x00\x01f.bin\x00octet\x00", engine.local_addr()).unwrap();
+            c.send_to(&rrq, engine.local_addr()).unwrap();
             std::thread::sleep(Duration::from_millis(20)); // admitted in this order
         }
+        let ack = |c: &UdpSocket, block: u16, to: SocketAddr| {
+            let mut a = Vec::new();
+            wire::packet::emit_ack(&mut a, block);
+            c.send_to(&a, to).unwrap();
+        };
         let mut got: Vec<Vec<u8>> = vec![Vec::new(); 4];
         let mut blocks = [0u16; 4];
         let mut done = [false; 4];
-        // Blocks each client had when each other client finished.
         let mut at_done: Vec<Option<[u16; 4]>> = vec![None; 4];
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut b = [0u8; 2048];
@@ -1876,18 +1887,24 @@ mod tests {
             for (k, c) in clients.iter().enumerate() {
                 let Ok((n, from)) = c.recv_from(&mut b) else { continue };
                 idle = false;
-                let Ok(Packet::Data { block, data: payload }) = Packet::parse(&b[..n]) else { panic!("client {k}: not DATA") };
-                if block != blocks[k].wrapping_add(1) {
-                    continue; // a retransmission
-                }
-                blocks[k] = block;
-                got[k].extend_from_slice(payload);
-                let mut ack = Vec::new();
-                wire::packet::emit_ack(&mut ack, block);
-                c.send_to(&ack, from).unwrap();
-                if payload.len() < 512 {
-                    done[k] = true;
-                    at_done[k] = Some(blocks);
+                match Packet::parse(&b[..n]) {
+                    Ok(Packet::Oack(_)) => ack(c, 0, from),
+                    Ok(Packet::Data { block, data: payload }) => {
+                        if block != blocks[k].wrapping_add(1) {
+                            continue; // a retransmission
+                        }
+                        blocks[k] = block;
+                        got[k].extend_from_slice(payload);
+                        let last = payload.len() < 512;
+                        if last || block % windowsize == 0 {
+                            ack(c, block, from);
+                        }
+                        if last {
+                            done[k] = true;
+                            at_done[k] = Some(blocks);
+                        }
+                    }
+                    other => panic!("client {k}: {other:?}"),
                 }
             }
             if idle {
@@ -1898,13 +1915,30 @@ mod tests {
         for (k, g) in got.iter().enumerate() {
             assert!(*g == data, "client {k}: {} bytes, {} expected", g.len(), data.len());
         }
-        let first = at_done[0].unwrap();
-        let second = at_done[1].unwrap();
-        assert!(first[2] <= 20 && first[3] <= 20, "paced transfers lag while the first runs: {first:?}");
-        assert!(second[2] <= 20 && second[3] <= 20, "and while the second runs: {second:?}");
         let c: HashMap<_, _> = engine.counters().into_iter().collect();
         assert_eq!(c["retransmits"], 0, "a paced window is not a retransmission, nor late enough to cause one");
         engine.stop();
         let _ = std::fs::remove_dir_all(&base);
+        at_done.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// With two transfers at full speed, two later lock-step ones are paced: each gets its first
+    /// block at once and its next blocks only every 200 ms until an older transfer ends, then
+    /// runs at full speed; every byte still arrives. (Ordering, not timing: while the first two
+    /// move 40 blocks, a paced one could only gain a block per 200 ms.)
+    #[test]
+    fn lock_step_transfers_beyond_the_full_speed_set_are_paced_until_older_ones_end() {
+        let at_done = four_downloads_two_at_full_speed("paced", 1);
+        let (first, second) = (at_done[0], at_done[1]);
+        assert!(first[2] <= 20 && first[3] <= 20, "paced transfers lag while the first runs: {first:?}");
+        assert!(second[2] <= 20 && second[3] <= 20, "and while the second runs: {second:?}");
+    }
+
+    /// Windowed transfers are never paced: driven in turn, the later ones keep up with the first.
+    #[test]
+    fn windowed_transfers_share_evenly() {
+        let at_done = four_downloads_two_at_full_speed("windowed", 4);
+        let first = at_done[0];
+        assert!(first[2] > 20 && first[3] > 20, "later windowed transfers keep up: {first:?}");
     }
 }
