@@ -39,7 +39,7 @@ use bootgate_wire::pccrc::{
 use rayon::prelude::*;
 
 pub mod leased;
-use leased::LeasedMap;
+use leased::Lease;
 
 /// Bytes read per `pread` (the per-worker buffer): small enough to stay in a core's L2 cache
 /// between the kernel's copy and the hash reading it (larger reads measured slower).
@@ -179,11 +179,11 @@ pub fn content_information_file(
 ) -> Result<Built, HashError> {
     let file = File::open(path)?;
     let before = FileIdentity::of(&file.metadata()?);
-    let map = if before.size >= READ_CHUNK as u64 { LeasedMap::new(&file, before.size) } else { None };
-    let read = if map.is_some() { "mmap" } else { "pread" };
-    let src = Source { file: &file, map: map.as_ref() };
+    let lease = if before.size >= READ_CHUNK as u64 { Lease::new(&file, before.size) } else { None };
+    let read = if lease.is_some() { "mmap" } else { "pread" };
+    let src = Source { file: &file, lease: lease.as_ref() };
     let (blob, segments) = build(src, before.size, spec, passphrase, threads, control)?;
-    drop(map); // unmap and release the lease before the final check
+    drop(lease); // release the lease before the final check
     let after = FileIdentity::of(&file.metadata()?);
     if after != before {
         return Err(HashError::Changed);
@@ -318,11 +318,12 @@ fn blocks_of(layout: &[(u64, u32)], block_size: u32) -> impl Iterator<Item = (u6
     })
 }
 
-/// Where workers get the bytes: the open file, and its leased mapping when there is one.
+/// Where workers get the bytes: the open file, and its read lease when there is one (units are
+/// then mapped rather than read).
 #[derive(Clone, Copy)]
 struct Source<'a> {
     file: &'a File,
-    map: Option<&'a LeasedMap<'a>>,
+    lease: Option<&'a Lease<'a>>,
 }
 
 fn build(
@@ -368,12 +369,12 @@ fn build(
 
 /// Hashes every unit (on a pool when `threads > 1`), one hash per span, joined in file order.
 fn run(units: &[Unit], threads: usize, kind: Kind, src: Source<'_>, control: Control<'_>) -> Result<Vec<HashValue>, HashError> {
-    let hash = |buf: &mut Vec<u8>, unit: &Unit| match src.map {
-        Some(map) => hash_mapped(map, src.file, unit, kind, buf, control),
+    let hash = |buf: &mut Vec<u8>, unit: &Unit| match src.lease {
+        Some(lease) => hash_mapped(lease, src.file, unit, kind, buf, control),
         None => hash_spans(src.file, unit, kind, buf, control),
     };
     // With a mapping the buffer is only needed for a unit the kernel cannot populate.
-    let cap = if src.map.is_some() { 0 } else { READ_CHUNK };
+    let cap = if src.lease.is_some() { 0 } else { READ_CHUNK };
     let new_buf = || vec![0u8; cap];
     let parts: Vec<Vec<HashValue>> = if threads <= 1 || units.len() <= 1 {
         let mut buf = new_buf();
@@ -389,36 +390,36 @@ fn run(units: &[Unit], threads: usize, kind: Kind, src: Source<'_>, control: Con
     Ok(parts.into_iter().flatten().collect())
 }
 
-/// Hashes the spans of `unit` straight from the leased mapping, after checking that no writer
-/// waits for the file and bringing the unit's pages in; a unit the kernel cannot populate is
-/// read with `pread` instead (into `buf`, sized on first use).
+/// Hashes the spans of `unit` straight from a mapping of the unit, after checking that no writer
+/// waits for the file; a unit the kernel cannot map or bring in is read with `pread` instead
+/// (into `buf`, sized on first use). The mapping ends with the unit.
 fn hash_mapped(
-    map: &LeasedMap<'_>,
+    lease: &Lease<'_>,
     file: &File,
     unit: &Unit,
     kind: Kind,
     buf: &mut Vec<u8>,
     control: Control<'_>,
 ) -> Result<Vec<HashValue>, HashError> {
-    if !map.intact() {
+    if !lease.intact() {
         return Err(HashError::Changed);
     }
     let as_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
     let total = unit.lens.iter().map(|&n| as_usize(n)).fold(0usize, usize::saturating_add);
-    if !map.populate(unit.start, total) {
+    let Some(view) = lease.view(unit.start, total) else {
         if buf.len() < READ_CHUNK {
             buf.resize(READ_CHUNK, 0);
         }
         return hash_spans(file, unit, kind, buf, control);
-    }
+    };
     let mut out = Vec::with_capacity(unit.lens.len());
-    let mut pos = unit.start;
+    let mut data = view.bytes();
     for &len in &unit.lens {
         control.check()?;
-        let span = map.bytes(pos, as_usize(len)).ok_or(HashError::Changed)?;
+        let (span, tail) = data.split_at(as_usize(len).min(data.len()));
         out.push(digest(kind, span)?);
         control.advance(span.len());
-        pos += u64::from(len);
+        data = tail;
     }
     Ok(out)
 }
