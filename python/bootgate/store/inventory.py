@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..policy.deploy import Collection, Deployment, Profile
@@ -367,8 +367,9 @@ class InventoryMixin:
 
     async def _identify_batches(self) -> None:
         """The identification writer: everything queued while a batch commits goes in the next one. A
-        unique-key collision (another process registered the same name or MAC meanwhile) rolls the
-        batch back; its machines are then identified one per transaction, each retried up to 3 times."""
+        unique-key collision (another process registered the same name or MAC meanwhile) or an
+        operational error (a deadlock PostgreSQL broke, SQLite busy beyond its timeout) rolls the batch
+        back; its machines are then identified one per transaction, each tried up to 3 times."""
         queue: list[Any] = self.__dict__["_ident_queue"]
         while queue:
             batch = queue[:IDENTIFY_BATCH]
@@ -377,14 +378,14 @@ class InventoryMixin:
             results: list[Any]
             try:
                 results = await self._identify_tx(items)
-            except IntegrityError:
+            except (IntegrityError, OperationalError):
                 results = []
                 for item in items:
                     for attempt in range(3):
                         try:
                             results += await self._identify_tx([item])
                             break
-                        except IntegrityError as e:
+                        except (IntegrityError, OperationalError) as e:
                             if attempt == 2:
                                 results.append(e)
                         except Exception as e:
