@@ -302,7 +302,7 @@ async def test_upstream_answers_are_verified(tmp_path: Path, case: str) -> None:
     ci = native.content_information_bytes(data, 2, passphrase)
     info = native.parse_content_information(ci)
     seg = info["segments"][1]
-    handler = type("H", (_FakeMain,), {"ci": ci, "body": data if case != "bad_hash" else data[:-1] + b"\0"})
+    handler = type("H", (_FakeMain,), {"ci": ci, "body": data if case != "bad_hash" else data[:-1] + bytes([data[-1] ^ 0xFF])})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
