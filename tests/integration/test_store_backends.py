@@ -283,3 +283,45 @@ async def test_first_boots_are_registered_in_batches(store: Store) -> None:
     assert sorted(h["name"] for h in hosts.values()) == sorted(f"PC-BATCH{i:04d}" for i in range(120))
     assert all(hosts[h]["macs"] == [x.mac] for h, x in zip(ids, idents, strict=False))
     assert len(await store.list_audit(action="host.registered", limit=1000)) == 120
+
+
+async def test_a_batch_that_fails_is_retried_one_machine_at_a_time(store: Store,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first-boot batch whose transaction fails (a deadlock PostgreSQL broke, SQLite busy past its
+    timeout) is rolled back, after its rows were written, and its machines are identified one per
+    transaction: each registered once; a machine whose own transaction keeps failing gets the error,
+    the others do not."""
+    import asyncio
+
+    from sqlalchemy.exc import OperationalError
+
+    from bootgate.store import inventory
+
+    real = inventory._identify_batch
+    calls: list[list[str]] = []
+
+    def flaky(conn: object, items: list[tuple[Identity, str, str, float]]) -> object:
+        calls.append([i[0].serial for i in items])
+        out = real(conn, items)  # type: ignore[arg-type]  # the rows are written, then the commit is lost
+        if len(items) > 1 or items[0][0].serial == "RETRY-BAD":
+            raise OperationalError("COMMIT", {}, Exception("deadlock detected"))
+        return out
+
+    monkeypatch.setattr(inventory, "_identify_batch", flaky)
+    good = [Identity(f"52:54:00:00:0b:{i:02x}", "", f"RETRY{i:03d}") for i in range(8)]
+    bad = Identity("52:54:00:00:0b:ff", "", "RETRY-BAD")
+    await store.identity_index()  # loaded: the nine requests below queue before the writer runs
+    got = await asyncio.gather(*(store.identify(x, manufacturer="QEMU", product="PC", now=4.0)
+                                 for x in [*good, bad]), return_exceptions=True)
+    assert isinstance(got[-1], OperationalError)
+    ids = [g[0] for g in got[:-1] if isinstance(g, tuple)]
+    assert len(ids) == 8 and None not in ids and len(set(ids)) == 8
+    assert len(calls[0]) == 9  # one batch of all nine, rolled back; then each machine alone
+    assert sorted(c[0] for c in calls if len(c) == 1) == sorted([x.serial for x in good] + ["RETRY-BAD"] * 3)
+    hosts = await store.list_hosts(limit=1000)
+    assert sorted(h["name"] for h in hosts) == sorted(f"PC-RETRY{i:03d}" for i in range(8))
+    assert len(await store.list_audit(action="host.registered", limit=1000)) == 8
+    # the machines registered in the retries are known afterwards: found again with no write
+    monkeypatch.setattr(inventory, "_identify_batch", real)
+    again = await asyncio.gather(*(store.identify(x, manufacturer="QEMU", product="PC", now=5.0) for x in good))
+    assert [h for h, _ in again] == ids
