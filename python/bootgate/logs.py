@@ -8,28 +8,34 @@ Fields go in ``extra={"kv": {...}}``::
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
 
-_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-+@,[]")
+_SAFE = re.compile(r"[A-Za-z0-9_.:/+@,\[\]-]+")
 
 
 def _quote(value: Any) -> str:
-    s = str(value)
-    if s and all(c in _SAFE for c in s):
+    s = value if type(value) is str else str(value)
+    if _SAFE.fullmatch(s):
         return s
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
 
 
 class KeyValueFormatter(logging.Formatter):
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        parts = [f"time={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"msg={_quote(record.getMessage())}"]
+        sec = int(record.created)
+        if sec != self._second:  # one strftime a second, not one a line
+            self._second, self._stamp = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        parts = [f"time={self._stamp}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}",
+                 f"logger={record.name}", f"msg={_quote(record.getMessage())}"]
         kv = getattr(record, "kv", None)
         if isinstance(kv, dict):
-            parts.extend(f"{k}={_quote(v)}" for k, v in kv.items())
+            parts.extend([f"{k}={_quote(v)}" for k, v in kv.items()])
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
         return " ".join(parts)
@@ -43,3 +49,9 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
+    # the formatter uses none of these: skip collecting them for every record (the logging module's own
+    # documented optimisations: no caller frame walk, no thread / process / multiprocessing names)
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import signal
@@ -152,6 +153,21 @@ def start_engines(settings: Settings, recorder: EventRecorder, metrics: Metrics,
     return engines
 
 
+GC_GEN0 = 10_000  # net allocations between generation-0 collections (CPython's default is 700)
+
+
+def settle_heap() -> None:
+    """Takes startup's long-lived objects (modules, the app, the identity index) out of the cyclic
+    collector's way. They are collected once, then frozen (`gc.freeze`), so that a full collection no
+    longer walks them. Measured with a 10 000-machine index (benches/boot/profile_boot.py): a full
+    collection took 143 ms, and collections took 24 % of a busy /boot's time. Generation 0 runs every
+    GC_GEN0 net allocations instead of 700: a request's objects are freed by reference counting, and
+    the few thousand that 200 requests in flight hold no longer trigger collections that promote them."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0, *gc.get_threshold()[1:])
+
+
 async def serve(settings: Settings) -> None:
     """Runs the server until SIGINT/SIGTERM."""
     prepare_data_dir(settings)
@@ -180,6 +196,8 @@ async def serve(settings: Settings) -> None:
         started = start_engines(settings, recorder, metrics, loop)
         engines.tftp, engines.dhcp, engines.handles = started.tftp, started.dhcp, started.handles
         app = create_app(settings, Deps(store=store, recorder=recorder, metrics=metrics, admin_token=token))
+        await store.identity_index()  # loaded now (else by the first boot), so that settle_heap freezes it
+        settle_heap()
         log.info("serving", extra={"kv": {
             "http": _hostport(settings.http.bind, settings.http.port) if settings.http.port else "off",
             "https": _hostport(settings.http.bind, settings.http.https_port) if tls else "off",

@@ -325,3 +325,41 @@ async def test_a_batch_that_fails_is_retried_one_machine_at_a_time(store: Store,
     monkeypatch.setattr(inventory, "_identify_batch", real)
     again = await asyncio.gather(*(store.identify(x, manufacturer="QEMU", product="PC", now=5.0) for x in good))
     assert [h for h, _ in again] == ids
+
+
+async def test_remembered_known_machines_follow_identity_changes(db_url: str) -> None:
+    """A known machine's repeated report is answered from the index's remembered decisions; every
+    identity change in the index forgets them, so each answer is the one a store with nothing
+    remembered (a fresh process) gives."""
+    a = await Store.open(db_url)
+    try:
+        async def both(mac: str, uuid: str, serial: str, product: str = "PC") -> tuple[int | None, str]:
+            got, m = await a.identify(Identity(mac, uuid, serial), manufacturer="QEMU", product=product, now=9.0)
+            fresh = await Store.open(db_url)
+            try:
+                want, wm = await fresh.identify(Identity(mac, uuid, serial), manufacturer="QEMU", product=product,
+                                                now=9.0)
+            finally:
+                await fresh.close()
+            assert got == want
+            if (mac, uuid, serial, "QEMU", product) in (await a.identity_index()).known:
+                assert m == wm  # a remembered decision is the one made afresh
+            return got, m.reason
+
+        first = await both(DONGLE, UUID_A, "KNOWN0001")
+        assert first[0] is not None
+        idx = await a.identity_index()
+        assert await both(DONGLE, UUID_A, "KNOWN0001") == (first[0], "matched by uuid and serial")
+        assert len(idx.known) == 1  # remembered
+        # a second laptop through the same dongle: the MAC becomes shared, the remembered decision goes
+        second = await both(DONGLE, UUID_B, "KNOWN0002")
+        assert second[0] not in (None, first[0]) and idx.known == {}
+        assert DONGLE in idx.shared
+        again = await both(DONGLE, UUID_A, "KNOWN0001")
+        assert again[0] == first[0]
+        # a changed model is a write (not remembered as unchanged); afterwards the new report is known
+        assert (await both(DONGLE, UUID_A, "KNOWN0001", product="PC changed"))[0] == first[0]
+        assert (await both(DONGLE, UUID_A, "KNOWN0001", product="PC changed"))[0] == first[0]
+        assert [k[4] for k in idx.known if k[2] == "KNOWN0001"] == ["PC changed"]
+    finally:
+        await a.close()

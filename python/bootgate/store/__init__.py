@@ -94,10 +94,67 @@ def _boot_dict(row: Any) -> dict[str, Any]:
     }
 
 
+_BOOT_FIELDS = tuple(f for f in BootRecord.__dataclass_fields__)
+assert _BOOT_FIELDS[-1] == "capabilities"  # written as JSON, after the plain fields
+# The same statements as the SQLAlchemy ones in _write_batch, written out for SQLite's own driver: a
+# group commit of a few hundred boots then costs executemany in C instead of SQLAlchemy's per-row
+# parameter processing, which (on the writer thread, holding the GIL) took the event loop's time.
+_SQLITE_WRITES = {
+    "boots": f"INSERT INTO boots ({', '.join(_BOOT_FIELDS)}) VALUES ({', '.join('?' * len(_BOOT_FIELDS))})",
+    "machines": "INSERT INTO machines (mac, first_seen, last_seen, uuid, serial, manufacturer, product) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mac) DO UPDATE SET last_seen = excluded.last_seen, "
+                "first_seen = coalesce(machines.first_seen, excluded.first_seen), uuid = excluded.uuid, "
+                "serial = excluded.serial, manufacturer = excluded.manufacturer, product = excluded.product",
+    "events": "INSERT INTO events (kind, time, mac, client_ip, detail) VALUES (?, ?, ?, ?, ?)",
+    "host": "UPDATE hosts SET last_seen = ? WHERE id = ?",
+    "host_mac": "UPDATE host_macs SET last_seen = ? WHERE host_id = ? AND mac = ?",
+}
+
+
+def _per_mac(boots: list[BootRecord]) -> dict[str, dict[str, Any]]:
+    """One machines row per MAC (the newest boot's fields; first_seen the oldest)."""
+    per_mac: dict[str, dict[str, Any]] = {}
+    for boot in sorted(boots, key=lambda b: b.time):
+        first = per_mac.get(boot.mac, {}).get("first_seen", boot.time)
+        per_mac[boot.mac] = {"mac": boot.mac, "first_seen": first, "last_seen": boot.time, "uuid": boot.uuid,
+                             "serial": boot.serial, "manufacturer": boot.manufacturer, "product": boot.product}
+    return per_mac
+
+
+def _write_batch_sqlite(conn: Connection, boots: list[BootRecord], events: list[dict[str, Any]],
+                        touches: list[dict[str, Any]]) -> None:
+    """_write_batch on SQLite: the same rows through the driver's executemany, in the caller's
+    transaction (the same DBAPI connection)."""
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if boots:
+            dumps = orjson.dumps
+            cur.executemany(_SQLITE_WRITES["boots"], [
+                (*(b.__dict__[f] for f in _BOOT_FIELDS[:-1]), dumps(b.capabilities).decode()) for b in boots])
+            cur.executemany(_SQLITE_WRITES["machines"], [
+                (r["mac"], r["first_seen"], r["last_seen"], r["uuid"], r["serial"], r["manufacturer"], r["product"])
+                for r in _per_mac(boots).values()])
+            runs = [{"deployment_id": b.deployment_id, "host_id": b.host_id, "boot_id": b.id, "started": b.time}
+                    for b in boots if b.deployment_id is not None and b.host_id is not None]
+            if runs:
+                upsert_runs(conn, runs)
+        if events:
+            cur.executemany(_SQLITE_WRITES["events"],
+                            [(e["kind"], e["time"], e["mac"], e["client_ip"], e["detail"]) for e in events])
+        if touches:
+            cur.executemany(_SQLITE_WRITES["host"], [(t["t"], t["hid"]) for t in touches])
+            cur.executemany(_SQLITE_WRITES["host_mac"], [(t["t"], t["hid"], t["m"]) for t in touches])
+    finally:
+        cur.close()
+
+
 def _write_batch(conn: Connection, boots: list[BootRecord], events: list[dict[str, Any]],
                  touches: list[dict[str, Any]]) -> None:
     """One group-commit round: boots (with their per-MAC rows and runs), their events, deferred
     last_seen updates."""
+    if conn.dialect.name == "sqlite" and conn.dialect.driver == "pysqlite":
+        _write_batch_sqlite(conn, boots, events, touches)
+        return
     m, h, hm = schema.machines, schema.hosts, schema.host_macs
     if boots:
         rows = []
@@ -108,11 +165,7 @@ def _write_batch(conn: Connection, boots: list[BootRecord], events: list[dict[st
         conn.execute(insert(schema.boots), rows)
         # one row per MAC (the newest boot's fields; first_seen the oldest); an upsert, so two processes
         # recording a MAC's first boot at once both succeed
-        per_mac: dict[str, dict[str, Any]] = {}
-        for boot in sorted(boots, key=lambda b: b.time):
-            first = per_mac.get(boot.mac, {}).get("first_seen", boot.time)
-            per_mac[boot.mac] = {"mac": boot.mac, "first_seen": first, "last_seen": boot.time, "uuid": boot.uuid,
-                                 "serial": boot.serial, "manufacturer": boot.manufacturer, "product": boot.product}
+        per_mac = _per_mac(boots)
         ins = dialect_insert(conn, m)
         conn.execute(ins.on_conflict_do_update(index_elements=[m.c.mac], set_={
             "last_seen": ins.excluded.last_seen,

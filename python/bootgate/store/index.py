@@ -32,6 +32,7 @@ from . import schema
 __all__ = ["CHECK_INTERVAL", "GEN_KEY", "HostRow", "IdentityIndex", "bump_generation", "read_generation", "read_generation_sqlite"]
 
 CHECK_INTERVAL = 1.0  # seconds between reads of the generation counter (the staleness bound)
+KNOWN_MAX = 1 << 18  # remembered "known and unchanged" decisions (see IdentityIndex.known); cleared when full
 GEN_KEY = "identity_gen"
 
 _GEN_SQL = f"SELECT value FROM store_settings WHERE key = '{GEN_KEY}'"
@@ -112,6 +113,10 @@ class IdentityIndex:
             macs_of.setdefault(hid, set()).add(mac)
             by_mac.setdefault(mac, set()).add(hid)
         self.shared: set[str] = {r[0] for r in shared}
+        # (mac, uuid, serial, make, model) as reported -> (host id, match) of a client that identified as a
+        # known machine with nothing to write: its next boot with the same report skips the candidates
+        # and the decision. A decision depends only on this index, so any change to it clears these.
+        self.known: dict[tuple[str, str, str, str, str], tuple[int, Any]] = {}
         self.actions: dict[str, MachineAction] = {r[0]: MachineAction(kernel=r[1], initrd=r[2], args=r[3])
                                                   for r in actions}
 
@@ -142,6 +147,7 @@ class IdentityIndex:
     def apply(self, ch: Changes) -> None:
         """This process's own committed changes. The generation follows only when nobody else wrote
         in between (else the next check reloads)."""
+        self.known.clear()
         self._put_hosts(ch.hosts)
         self._put_macs(ch.macs)
         self.shared.update(ch.shared)

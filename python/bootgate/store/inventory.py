@@ -29,7 +29,7 @@ from ..policy.deploy import Collection, Deployment, Profile
 from ..policy.identity import Candidate, Identity, Match, is_bogus_serial, is_bogus_uuid, match_identity, normalize_uuid
 from ..policy.rules import HostFacts, in_collection
 from . import schema
-from .index import (CHECK_INTERVAL, Changes, HostRow, IdentityIndex, MacRow, bump_generation, read_generation,
+from .index import (CHECK_INTERVAL, KNOWN_MAX, Changes, HostRow, IdentityIndex, MacRow, bump_generation, read_generation,
                     read_generation_sqlite)
 
 log = logging.getLogger("bootgate.store")
@@ -348,10 +348,19 @@ class InventoryMixin:
         machine), serialized against other processes by the database (advisory locks on the
         MAC/UUID/serial of every machine in the batch / the SQLite write lock), so two first boots of
         one machine, here or in another process, register it once."""
-        rows, mac_rows, shared = (await self.identity_index()).candidates(ident)
+        idx = await self.identity_index()
+        key = (ident.mac, ident.uuid, ident.serial, manufacturer, product)
+        hit = idx.known.get(key)
+        if hit is not None:  # the same report as a known machine's earlier boot, nothing changed since
+            self._touch(hit[0], ident.mac, now)
+            return hit
+        rows, mac_rows, shared = idx.candidates(ident)
         m, row, known = _decide_identity(ident, rows, mac_rows, shared)
         if known and row is not None and not m.mark_mac_shared and _unchanged(row, ident, manufacturer, product):
             assert m.host_id is not None
+            if len(idx.known) >= KNOWN_MAX:
+                idx.known.clear()
+            idx.known[key] = (m.host_id, m)
             self._touch(m.host_id, ident.mac, now)
             return m.host_id, m
         if m.host_id is None and not m.register and not m.mark_mac_shared:

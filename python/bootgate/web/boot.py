@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -98,6 +99,24 @@ async def boot_ipxe(request: Request) -> Response:
     return refused or ipxe_script(render_bootstrap(request_base(request)))
 
 
+def query_values(raw: bytes) -> dict[str, str]:
+    """The query string as a dict, the last value of a repeated key winning: what Starlette's
+    `request.query_params` gives (parse_qsl with blank values kept, on the latin-1 text, %XX as UTF-8
+    with errors replaced), without its multi-dict. Values with neither '%' nor '+' (most of iPXE's) are
+    taken as they are."""
+    out: dict[str, str] = {}
+    for part in raw.decode("latin-1").split("&"):
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        if "%" in k or "+" in k:
+            k = unquote(k.replace("+", " "))
+        if "%" in v or "+" in v:
+            v = unquote(v.replace("+", " "))
+        out[k] = v
+    return out
+
+
 def _clean(value: str, limit: int) -> str:
     if value.isprintable():  # the usual case: nothing to drop
         return value[:limit]
@@ -139,7 +158,7 @@ def _urls(request: Request, st: AppState, ip: str) -> tuple[str, str, list[str]]
 async def boot(request: Request) -> Response:
     st = state_of(request)
     store = st.deps.store
-    q = request.query_params
+    q = query_values(request.scope.get("query_string", b""))
     try:
         mac = normalize_mac(q.get("mac", ""))
     except ValueError as e:
