@@ -51,7 +51,7 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     root.setLevel(level)
     # the formatter uses none of these: skip collecting them for every record (the logging module's own
     # documented optimisations: no caller frame walk, no thread / process / multiprocessing names)
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
