@@ -363,3 +363,61 @@ async def test_remembered_known_machines_follow_identity_changes(db_url: str) ->
         assert [k[4] for k in idx.known if k[2] == "KNOWN0001"] == ["PC changed"]
     finally:
         await a.close()
+
+
+async def test_a_large_group_commit_writes_every_row(store: Store) -> None:
+    """Hundreds of boots, events and last_seen updates in one round (more rows than one SQLite
+    statement takes: written in chunks): every row stored as given, on both backends."""
+    import asyncio
+
+    from bootgate.store import EventRecord, schema
+
+    n = 300
+    hosts = [await _ident(store, f"52:54:00:00:0c:{i:02x}" if i < 256 else f"52:54:00:00:0d:{i - 256:02x}",
+                          "", f"GROUP{i:04d}") for i in range(n)]
+    assert None not in hosts
+    second_mac = "52:54:00:00:0e:01"  # host 0 also boots through a second NIC, later
+    await store.identify(Identity(second_mac, "", "GROUP0000"), manufacturer="QEMU", product="PC", now=10.0)
+    await store.flush_writes()
+
+    def mac(i: int) -> str:
+        return f"52:54:00:00:0c:{i:02x}" if i < 256 else f"52:54:00:00:0d:{i - 256:02x}"
+
+    boots, touched = [], []
+    for i in range(n):
+        hid, _ = await store.identify(Identity(mac(i), "", f"GROUP{i:04d}"), manufacturer="QEMU", product="PC",
+                                      now=1000.0 + i)
+        touched.append(hid)
+        boots.append(BootRecord(id=f"{i:032x}", time=1000.0 + i, mac=mac(i), uuid="", serial=f"GROUP{i:04d}",
+                                manufacturer="QEMU", product="PC", buildarch="x86_64", platform="efi",
+                                reported_ip=f"198.18.1.{i % 250}", client_ip="198.18.0.9", scheme="https",
+                                action="exit", host_id=hosts[i], capabilities={"i": i, "name": f"m\u00e9 {i}"}))
+    await store.identify(Identity(second_mac, "", "GROUP0000"), manufacturer="QEMU", product="PC", now=5000.0)
+    assert touched == hosts
+    await asyncio.gather(*(store.record_boot(b, EventRecord(kind="boot", time=b.time, mac=b.mac, client_ip="198.18.0.9",
+                                                           detail={"boot_id": b.id, "n": k}))
+                           for k, b in enumerate(boots)))
+    listed = {b["id"]: b for b in await store.list_boots(limit=1000)}
+    assert len(listed) == n
+    for k, b in enumerate(boots):
+        got = listed[b.id]
+        assert (got["time"], got["mac"], got["ip"], got["host_id"], got["capabilities"]) == \
+            (b.time, b.mac, b.reported_ip, b.host_id, b.capabilities)
+    async with store.engine.connect() as conn:
+        ev = (await conn.execute(sa.select(schema.events.c.detail).where(schema.events.c.kind == "boot"))).all()
+        assert sorted(orjson_n(r.detail) for r in ev) == list(range(n))
+        machines = {r.mac: r for r in (await conn.execute(sa.select(schema.machines))).all()}
+        assert all(machines[mac(i)].last_seen == 1000.0 + i and machines[mac(i)].serial == f"GROUP{i:04d}"
+                   for i in range(n))
+        last = dict((await conn.execute(sa.select(schema.hosts.c.id, schema.hosts.c.last_seen))).all())
+        assert [last[h] for h in hosts[1:]] == [1000.0 + i for i in range(1, n)]
+        assert last[hosts[0]] == 5000.0  # the newer of its two MACs' boots
+        hm = {(r.host_id, r.mac): r.last_seen for r in (await conn.execute(sa.select(schema.host_macs))).all()}
+        assert hm[(hosts[0], mac(0))] == 1000.0 and hm[(hosts[0], second_mac)] == 5000.0
+        assert all(hm[(hosts[i], mac(i))] == 1000.0 + i for i in range(n))
+
+
+def orjson_n(detail: str) -> int:
+    import orjson
+
+    return int(orjson.loads(detail)["n"])

@@ -96,19 +96,34 @@ def _boot_dict(row: Any) -> dict[str, Any]:
 
 _BOOT_FIELDS = tuple(f for f in BootRecord.__dataclass_fields__)
 assert _BOOT_FIELDS[-1] == "capabilities"  # written as JSON, after the plain fields
-# The same statements as the SQLAlchemy ones in _write_batch, written out for SQLite's own driver: a
-# group commit of a few hundred boots then costs executemany in C instead of SQLAlchemy's per-row
-# parameter processing, which (on the writer thread, holding the GIL) took the event loop's time.
-_SQLITE_WRITES = {
-    "boots": f"INSERT INTO boots ({', '.join(_BOOT_FIELDS)}) VALUES ({', '.join('?' * len(_BOOT_FIELDS))})",
-    "machines": "INSERT INTO machines (mac, first_seen, last_seen, uuid, serial, manufacturer, product) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mac) DO UPDATE SET last_seen = excluded.last_seen, "
-                "first_seen = coalesce(machines.first_seen, excluded.first_seen), uuid = excluded.uuid, "
-                "serial = excluded.serial, manufacturer = excluded.manufacturer, product = excluded.product",
-    "events": "INSERT INTO events (kind, time, mac, client_ip, detail) VALUES (?, ?, ?, ?, ?)",
-    "host": "UPDATE hosts SET last_seen = ? WHERE id = ?",
-    "host_mac": "UPDATE host_macs SET last_seen = ? WHERE host_id = ? AND mac = ?",
+_MACHINE_FIELDS = ("mac", "first_seen", "last_seen", "uuid", "serial", "manufacturer", "product")
+
+# The same writes as the SQLAlchemy statements in _write_batch, written out for SQLite's own driver as
+# multi-row statements: a group commit of a few hundred boots is then a handful of sqlite3_step calls.
+# Python's sqlite3 releases the GIL around each step and must take it back after; with executemany
+# (a step per row) the writer thread queued for the GIL behind the event loop hundreds of times per
+# commit, commits took 4x their CPU time, and the requests waiting on them left the loop idle.
+_SQLITE_ROWS = {  # table -> (SQL before the VALUES rows, one row's placeholders, SQL after the rows)
+    "boots": (f"INSERT INTO boots ({', '.join(_BOOT_FIELDS)}) VALUES ", "(" + ", ".join("?" * len(_BOOT_FIELDS)) + ")",
+              ""),
+    "machines": (f"INSERT INTO machines ({', '.join(_MACHINE_FIELDS)}) VALUES ", "(?, ?, ?, ?, ?, ?, ?)",
+                 " ON CONFLICT (mac) DO UPDATE SET last_seen = excluded.last_seen, "
+                 "first_seen = coalesce(machines.first_seen, excluded.first_seen), uuid = excluded.uuid, "
+                 "serial = excluded.serial, manufacturer = excluded.manufacturer, product = excluded.product"),
+    "events": ("INSERT INTO events (kind, time, mac, client_ip, detail) VALUES ", "(?, ?, ?, ?, ?)", ""),
+    "host": ("WITH v(hid, t) AS (VALUES ", "(?, ?)", ") UPDATE hosts SET last_seen = v.t FROM v WHERE hosts.id = v.hid"),
+    "host_mac": ("WITH v(hid, m, t) AS (VALUES ", "(?, ?, ?)",
+                 ") UPDATE host_macs SET last_seen = v.t FROM v WHERE host_macs.host_id = v.hid AND host_macs.mac = v.m"),
 }
+_SQLITE_CHUNK = 128  # rows per statement (boots: 19 x 128 parameters, far under SQLite's limit of 32 766)
+
+
+def _sqlite_rows(cur: sqlite3.Cursor, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """`rows` into `table` (see _SQLITE_ROWS), _SQLITE_CHUNK rows per statement."""
+    head, one, tail = _SQLITE_ROWS[table]
+    for i in range(0, len(rows), _SQLITE_CHUNK):
+        chunk = rows[i:i + _SQLITE_CHUNK]
+        cur.execute(head + ", ".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
 
 
 def _per_mac(boots: list[BootRecord]) -> dict[str, dict[str, Any]]:
@@ -123,27 +138,27 @@ def _per_mac(boots: list[BootRecord]) -> dict[str, dict[str, Any]]:
 
 def _write_batch_sqlite(conn: Connection, boots: list[BootRecord], events: list[dict[str, Any]],
                         touches: list[dict[str, Any]]) -> None:
-    """_write_batch on SQLite: the same rows through the driver's executemany, in the caller's
-    transaction (the same DBAPI connection)."""
+    """_write_batch on SQLite: the same rows through the driver, in the caller's transaction (the same
+    DBAPI connection)."""
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if boots:
             dumps = orjson.dumps
-            cur.executemany(_SQLITE_WRITES["boots"], [
-                (*(b.__dict__[f] for f in _BOOT_FIELDS[:-1]), dumps(b.capabilities).decode()) for b in boots])
-            cur.executemany(_SQLITE_WRITES["machines"], [
-                (r["mac"], r["first_seen"], r["last_seen"], r["uuid"], r["serial"], r["manufacturer"], r["product"])
-                for r in _per_mac(boots).values()])
+            _sqlite_rows(cur, "boots", [(*(b.__dict__[f] for f in _BOOT_FIELDS[:-1]), dumps(b.capabilities).decode())
+                                        for b in boots])
+            _sqlite_rows(cur, "machines", [tuple(r[f] for f in _MACHINE_FIELDS) for r in _per_mac(boots).values()])
             runs = [{"deployment_id": b.deployment_id, "host_id": b.host_id, "boot_id": b.id, "started": b.time}
                     for b in boots if b.deployment_id is not None and b.host_id is not None]
             if runs:
                 upsert_runs(conn, runs)
         if events:
-            cur.executemany(_SQLITE_WRITES["events"],
-                            [(e["kind"], e["time"], e["mac"], e["client_ip"], e["detail"]) for e in events])
+            _sqlite_rows(cur, "events", [(e["kind"], e["time"], e["mac"], e["client_ip"], e["detail"]) for e in events])
         if touches:
-            cur.executemany(_SQLITE_WRITES["host"], [(t["t"], t["hid"]) for t in touches])
-            cur.executemany(_SQLITE_WRITES["host_mac"], [(t["t"], t["hid"], t["m"]) for t in touches])
+            newest: dict[int, float] = {}  # a host booted through two MACs: its newest time (one row per host)
+            for t in touches:
+                newest[t["hid"]] = max(t["t"], newest.get(t["hid"], t["t"]))
+            _sqlite_rows(cur, "host", list(newest.items()))
+            _sqlite_rows(cur, "host_mac", [(t["hid"], t["m"], t["t"]) for t in touches])
     finally:
         cur.close()
 
