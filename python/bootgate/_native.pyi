@@ -5,7 +5,7 @@ from typing import Any, final
 
 __all__ = ["__version__", "BootgateError", "WireError", "DhcpEngine", "RaResponder", "TftpEngine", "HashProgress",
            "content_information", "content_information_bytes", "parse_content_information", "server_secrets",
-           "hash_threads", "hash_backend"]
+           "hash_threads", "hash_backend", "SqliteWriter"]
 
 __version__: str
 
@@ -155,3 +155,14 @@ def hash_threads() -> int: ...
 def hash_backend() -> str:
     """The SHA-2 implementation the file hashing uses, e.g. "libcrypto (OpenSSL 3.0.x ...)" or the Rust sha2 fallback."""
     ...
+
+@final
+class SqliteWriter:
+    """Group commits to a SQLite file with the GIL released for the whole transaction, through the
+    libsqlite3 Python's sqlite3 module loaded (OSError when there is none to share)."""
+
+    def __new__(cls, path: str, busy_timeout_ms: int) -> SqliteWriter: ...
+    def write(self, statements: list[tuple[str, list[tuple[str | int | float | None, ...]]]]) -> None:
+        """[(sql, rows)] in one transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on error (RuntimeError)."""
+        ...
+    def close(self) -> None: ...

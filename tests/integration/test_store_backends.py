@@ -365,9 +365,24 @@ async def test_remembered_known_machines_follow_identity_changes(db_url: str) ->
         await a.close()
 
 
-async def test_a_large_group_commit_writes_every_row(store: Store) -> None:
-    """Hundreds of boots, events and last_seen updates in one round (more rows than one SQLite
-    statement takes: written in chunks): every row stored as given, on both backends."""
+@pytest.mark.parametrize("writer", ["native", "python"])
+async def test_a_large_group_commit_writes_every_row(db_url: str, writer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hundreds of boots, events and last_seen updates in one round: every row stored as given, on
+    both backends; on SQLite by both writers (bootgate._native.SqliteWriter, and Python's sqlite3 in
+    multi-row statements of 128 rows)."""
+    if writer == "python":
+        if not db_url.startswith("sqlite"):
+            pytest.skip("one writer on PostgreSQL")
+        monkeypatch.setenv("BOOTGATE_SQLITE_WRITER", "python")
+    store = await Store.open(db_url)
+    try:
+        assert (store._native_writer is not None) == (db_url.startswith("sqlite") and writer == "native")
+        await _large_group_commit(store)
+    finally:
+        await store.close()
+
+
+async def _large_group_commit(store: Store) -> None:
     import asyncio
 
     from bootgate.store import EventRecord, schema

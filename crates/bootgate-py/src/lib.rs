@@ -4,6 +4,7 @@
 mod engines;
 mod error;
 mod pccrc;
+mod sqlite;
 
 use pyo3::prelude::*;
 
@@ -14,5 +15,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WireError", m.py().get_type::<error::WireError>())?;
     engines::register(m)?;
     pccrc::register(m)?;
+    sqlite::register(m)?;
     Ok(())
 }

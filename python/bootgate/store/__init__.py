@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 import time
 import urllib.parse
@@ -22,6 +24,8 @@ from .index import IdentityIndex
 from .inventory import Conflict, InventoryMixin, NotFound, dialect_insert, upsert_runs
 
 __all__ = ["BootRecord", "Conflict", "EventRecord", "NotFound", "Store", "BOOT_STATES"]
+
+log = logging.getLogger("bootgate.store")
 
 BOOT_STATES = ("started", "step", "success", "failure")
 WRITE_BATCH = 500  # boots per group-commit transaction
@@ -83,6 +87,21 @@ def _sqlite_reader(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _native_writer(path: str) -> Any:
+    """The GIL-free group-commit writer (bootgate._native.SqliteWriter) for a SQLite file, or None
+    (the Python writer is used) when it cannot share the libsqlite3 of Python's sqlite3 module or
+    BOOTGATE_SQLITE_WRITER=python asks for the Python one."""
+    if os.environ.get("BOOTGATE_SQLITE_WRITER") == "python":
+        return None
+    from .. import _native
+
+    try:
+        return _native.SqliteWriter(path, 30000)
+    except OSError as e:
+        log.info("SQLite writes go through Python's sqlite3", extra={"kv": {"reason": str(e)}})
+        return None
+
+
 def _boot_dict(row: Any) -> dict[str, Any]:
     return {
         "id": row.id, "time": row.time, "mac": row.mac, "uuid": row.uuid, "serial": row.serial,
@@ -136,29 +155,47 @@ def _per_mac(boots: list[BootRecord]) -> dict[str, dict[str, Any]]:
     return per_mac
 
 
+def _sqlite_tables(boots: list[BootRecord], events: list[dict[str, Any]],
+                   touches: list[dict[str, Any]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The rows of one group commit on SQLite, table by table (see _SQLITE_ROWS), in writing order
+    (runs excepted: see _write_batch_sqlite)."""
+    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    if boots:
+        dumps = orjson.dumps
+        out.append(("boots", [(*(b.__dict__[f] for f in _BOOT_FIELDS[:-1]), dumps(b.capabilities).decode())
+                              for b in boots]))
+        out.append(("machines", [tuple(r[f] for f in _MACHINE_FIELDS) for r in _per_mac(boots).values()]))
+    if events:
+        out.append(("events", [(e["kind"], e["time"], e["mac"], e["client_ip"], e["detail"]) for e in events]))
+    if touches:
+        newest: dict[int, float] = {}  # a host booted through two MACs: its newest time (one row per host)
+        for t in touches:
+            newest[t["hid"]] = max(t["t"], newest.get(t["hid"], t["t"]))
+        out.append(("host", list(newest.items())))
+        out.append(("host_mac", [(t["hid"], t["m"], t["t"]) for t in touches]))
+    return out
+
+
+def _runs_of(boots: list[BootRecord]) -> list[dict[str, Any]]:
+    return [{"deployment_id": b.deployment_id, "host_id": b.host_id, "boot_id": b.id, "started": b.time}
+            for b in boots if b.deployment_id is not None and b.host_id is not None]
+
+
+def _native_statements(tables: list[tuple[str, list[tuple[Any, ...]]]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """_sqlite_tables as (one-row statement, rows) for SqliteWriter (it steps each row in C)."""
+    return [("".join(_SQLITE_ROWS[table]), rows) for table, rows in tables]
+
+
 def _write_batch_sqlite(conn: Connection, boots: list[BootRecord], events: list[dict[str, Any]],
                         touches: list[dict[str, Any]]) -> None:
     """_write_batch on SQLite: the same rows through the driver, in the caller's transaction (the same
     DBAPI connection)."""
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        if boots:
-            dumps = orjson.dumps
-            _sqlite_rows(cur, "boots", [(*(b.__dict__[f] for f in _BOOT_FIELDS[:-1]), dumps(b.capabilities).decode())
-                                        for b in boots])
-            _sqlite_rows(cur, "machines", [tuple(r[f] for f in _MACHINE_FIELDS) for r in _per_mac(boots).values()])
-            runs = [{"deployment_id": b.deployment_id, "host_id": b.host_id, "boot_id": b.id, "started": b.time}
-                    for b in boots if b.deployment_id is not None and b.host_id is not None]
-            if runs:
+        for table, rows in _sqlite_tables(boots, events, touches):
+            _sqlite_rows(cur, table, rows)
+            if table == "machines" and (runs := _runs_of(boots)):
                 upsert_runs(conn, runs)
-        if events:
-            _sqlite_rows(cur, "events", [(e["kind"], e["time"], e["mac"], e["client_ip"], e["detail"]) for e in events])
-        if touches:
-            newest: dict[int, float] = {}  # a host booted through two MACs: its newest time (one row per host)
-            for t in touches:
-                newest[t["hid"]] = max(t["t"], newest.get(t["hid"], t["t"]))
-            _sqlite_rows(cur, "host", list(newest.items()))
-            _sqlite_rows(cur, "host_mac", [(t["hid"], t["m"], t["t"]) for t in touches])
     finally:
         cur.close()
 
@@ -187,9 +224,7 @@ def _write_batch(conn: Connection, boots: list[BootRecord], events: list[dict[st
             "first_seen": func.coalesce(m.c.first_seen, ins.excluded.first_seen),
             **{k: getattr(ins.excluded, k) for k in ("uuid", "serial", "manufacturer", "product")}}),
             list(per_mac.values()))
-        runs = [{"deployment_id": b.deployment_id, "host_id": b.host_id, "boot_id": b.id, "started": b.time}
-                for b in boots if b.deployment_id is not None and b.host_id is not None]
-        if runs:
+        if runs := _runs_of(boots):
             upsert_runs(conn, runs)
     if events:
         conn.execute(insert(schema.events), events)
@@ -210,6 +245,7 @@ class Store(InventoryMixin):
         self._sync_engine = sync_engine
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="bootgate-store") if sync_engine else None
         self._write_queue: list[tuple[BootRecord, EventRecord | None, asyncio.Future[None]]] = []
+        self._native_writer: Any = None  # SQLite file: _native.SqliteWriter when it can share Python's libsqlite3
         self._writer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -238,7 +274,14 @@ class Store(InventoryMixin):
         store = cls(engine, sync_engine)
         if sqlite_file:
             store._reader = _sqlite_reader(str(u.database))
+            store._native_writer = _native_writer(str(u.database))
         return store
+
+    async def _write_native(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """One group commit through the SqliteWriter, on the writer thread, under the writer lock."""
+        assert self._write_lock is not None and self._executor is not None
+        async with self._write_lock:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._native_writer.write, statements)
 
     async def close(self) -> None:
         await self.flush_writes()
@@ -251,6 +294,9 @@ class Store(InventoryMixin):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._native_writer is not None:
+            self._native_writer.close()
+            self._native_writer = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
             self._sync_engine = None
@@ -281,8 +327,12 @@ class Store(InventoryMixin):
             batch, self._write_queue = self._write_queue[:WRITE_BATCH], self._write_queue[WRITE_BATCH:]
             touches = self._take_touches()
             try:
-                await self._write_sync(_write_batch, [b for b, _, _ in batch],
-                                       [_event_row(e) for _, e, _ in batch if e is not None], touches)
+                boots = [b for b, _, _ in batch]
+                events = [_event_row(e) for _, e, _ in batch if e is not None]
+                if self._native_writer is not None and not _runs_of(boots):
+                    await self._write_native(_native_statements(_sqlite_tables(boots, events, touches)))
+                else:
+                    await self._write_sync(_write_batch, boots, events, touches)
             except BaseException as e:
                 for _, _, fut in batch:
                     if not fut.done():
