@@ -200,6 +200,12 @@ def _write_batch_sqlite(conn: Connection, boots: list[BootRecord], events: list[
         cur.close()
 
 
+def _write_records(conn: Connection, boots: list[BootRecord], records: list[EventRecord],
+                   touches: list[dict[str, Any]]) -> None:
+    """_write_batch with the events as records (their rows built here, on the writer's side)."""
+    _write_batch(conn, boots, [_event_row(e) for e in records], touches)
+
+
 def _write_batch(conn: Connection, boots: list[BootRecord], events: list[dict[str, Any]],
                  touches: list[dict[str, Any]]) -> None:
     """One group-commit round: boots (with their per-MAC rows and runs), their events, deferred
@@ -277,11 +283,17 @@ class Store(InventoryMixin):
             store._native_writer = _native_writer(str(u.database))
         return store
 
-    async def _write_native(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    async def _write_native(self, boots: list[BootRecord], records: list[EventRecord],
+                            touches: list[dict[str, Any]]) -> None:
         """One group commit through the SqliteWriter, on the writer thread, under the writer lock."""
         assert self._write_lock is not None and self._executor is not None
+        writer = self._native_writer
+
+        def write() -> None:
+            events = [_event_row(e) for e in records]
+            writer.write(_native_statements(_sqlite_tables(boots, events, touches)))
         async with self._write_lock:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._native_writer.write, statements)
+            await asyncio.get_running_loop().run_in_executor(self._executor, write)
 
     async def close(self) -> None:
         await self.flush_writes()
@@ -327,12 +339,13 @@ class Store(InventoryMixin):
             batch, self._write_queue = self._write_queue[:WRITE_BATCH], self._write_queue[WRITE_BATCH:]
             touches = self._take_touches()
             try:
+                # the rows are built on the writer's side (its thread for a SQLite file), not the event loop's
                 boots = [b for b, _, _ in batch]
-                events = [_event_row(e) for _, e, _ in batch if e is not None]
+                records = [e for _, e, _ in batch if e is not None]
                 if self._native_writer is not None and not _runs_of(boots):
-                    await self._write_native(_native_statements(_sqlite_tables(boots, events, touches)))
+                    await self._write_native(boots, records, touches)
                 else:
-                    await self._write_sync(_write_batch, boots, events, touches)
+                    await self._write_sync(_write_records, boots, records, touches)
             except BaseException as e:
                 for _, _, fut in batch:
                     if not fut.done():
