@@ -32,7 +32,7 @@ from . import schema
 __all__ = ["CHECK_INTERVAL", "GEN_KEY", "HostRow", "IdentityIndex", "bump_generation", "read_generation", "read_generation_sqlite"]
 
 CHECK_INTERVAL = 1.0  # seconds between reads of the generation counter (the staleness bound)
-KNOWN_MAX = 1 << 18  # remembered "known and unchanged" decisions (see IdentityIndex.known); cleared when full
+KNOWN_MAX = 1 << 17  # remembered "known and unchanged" decisions (see IdentityIndex.known; ~0.5 KB each); cleared when full
 GEN_KEY = "identity_gen"
 
 _GEN_SQL = f"SELECT value FROM store_settings WHERE key = '{GEN_KEY}'"
