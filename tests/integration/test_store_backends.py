@@ -436,3 +436,14 @@ def orjson_n(detail: str) -> int:
     import orjson
 
     return int(orjson.loads(detail)["n"])
+
+
+async def test_remembered_decisions_are_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full table of remembered decisions is emptied, not grown; answers stay right."""
+    monkeypatch.setattr("bootgate.store.inventory.KNOWN_MAX", 2)
+    hosts = [await _ident(store, f"52:54:00:00:0f:{i:02x}", "", f"BOUND{i:03d}") for i in range(5)]
+    idx = await store.identity_index()
+    for _ in range(2):
+        for i in range(5):
+            assert await _ident(store, f"52:54:00:00:0f:{i:02x}", "", f"BOUND{i:03d}") == hosts[i]
+            assert 1 <= len(idx.known) <= 2
