@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -133,3 +133,26 @@ class Metrics:
                                                 "Segment lookups answered for branch peers, by result", ["result"],
                                                 registry=r)
         r.register(EngineCollector(engines))
+        # the children of the per-request counters, by label values: `labels()` checks and joins its
+        # arguments under a lock on every call; a child, once made, is the same object for good
+        self._http_children: dict[tuple[str, str, int], Any] = {}
+        self._boot_children: dict[str, Any] = {}
+
+    def count_http(self, method: str, route: str, status: int) -> None:
+        """bootgate_http_requests_total{method, route, status} += 1."""
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            if len(self._http_children) >= 4096:  # bounded (the method is the client's)
+                self._http_children.clear()
+            child = self._http_children[key] = self.http_requests.labels(method, route, str(status))
+        child.inc()
+
+    def count_boot(self, action: str) -> None:
+        """bootgate_boots_total{action} += 1."""
+        child = self._boot_children.get(action)
+        if child is None:
+            if len(self._boot_children) >= 64:
+                self._boot_children.clear()
+            child = self._boot_children[action] = self.boots.labels(action)
+        child.inc()

@@ -45,9 +45,10 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
-            st = scope["app"].state.bootgate if "app" in scope else None
+            app = scope.get("app")
+            st = getattr(app.state, "bootgate", None) if app is not None else None
             if isinstance(st, AppState):
-                st.deps.metrics.http_requests.labels(scope.get("method", ""), label, str(status)).inc()
+                st.deps.metrics.count_http(scope.get("method", ""), label, status)
 
 
 async def metrics(request: Request) -> Response:

@@ -101,11 +101,16 @@ class Hooks:
         """The webhook list changed: read it again on the next event."""
         self._cached = None
 
+    def wants(self, kind: str) -> bool:
+        """False when an event of `kind` would not be queued (no plugin, and the webhook list, read less
+        than `cache_seconds` ago, has no webhook for it): the caller need not build its payload."""
+        return bool(self.plugins or self._cached is None or self._cached[0] <= time.monotonic() or any(
+            kind in w.get("events", ()) for w in self._cached[1]))
+
     def emit(self, kind: str, payload: dict[str, Any]) -> None:
         """Queues an event; never blocks, never raises. Nothing is queued when no webhook wants it and
         there are no plugins (the webhook list is re-read every `cache_seconds`)."""
-        if not self.plugins and self._cached is not None and self._cached[0] > time.monotonic() and not any(
-                kind in w.get("events", ()) for w in self._cached[1]):
+        if not self.wants(kind):
             return
         try:
             if self._queue is None:
