@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["Action", "BootKernel", "Exit", "Machine", "MachineAction", "decide", "normalize_mac"]
@@ -58,6 +59,7 @@ def decide(machine: Machine, action: MachineAction | None) -> Action:
 
 
 _HEX = set("0123456789abcdef")
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 
 def normalize_mac(value: str) -> str:
@@ -65,6 +67,8 @@ def normalize_mac(value: str) -> str:
 
     Raises ValueError with a clear message for anything else.
     """
+    if len(value) == 17 and _CANONICAL_MAC.fullmatch(value):  # already normal (iPXE's ${netX/mac})
+        return value
     raw = value.strip().lower()
     compact = raw.replace(":", "").replace("-", "").replace(".", "")
     if len(compact) != 12 or not set(compact) <= _HEX or len(raw) > 17:

@@ -141,15 +141,17 @@ def applicable(host: HostFacts, deployments: Sequence[Deployment], collections: 
 def decide_boot(host: HostFacts | None, *, legacy_action: MachineAction | None,
                 deployments: Sequence[Deployment], collections: Mapping[int, Collection],
                 done: frozenset[int] = frozenset(), approved: frozenset[int] = frozenset(),
-                now: float, available_timeout: int = 10) -> BootDecision:
+                now: float, available_timeout: int = 10, applicable_now: Applicable | None = None) -> BootDecision:
     """The boot decision. An explicit per-machine action (the foundation's) wins; otherwise the
     machine's applicable deployments make a menu, required ones preselected with their countdown; a
-    required deployment with countdown 0 runs without a menu; nothing to do exits to the next device."""
+    required deployment with countdown 0 runs without a menu; nothing to do exits to the next device.
+    `applicable_now`: what `applicable` gives for these arguments, when the caller has it already."""
     if legacy_action is not None and legacy_action.kernel:
         return BootKernel(kernel=legacy_action.kernel, initrd=legacy_action.initrd, args=legacy_action.args)
     if host is None:
         return Exit(reason="machine could not be identified")
-    app = applicable(host, deployments, collections, done, approved, now)
+    app = applicable_now if applicable_now is not None else applicable(host, deployments, collections, done,
+                                                                        approved, now)
     if not app.deployments:
         why = f" ({app.skipped[0].reason})" if app.skipped else ""
         return Exit(reason=f"nothing deployed to this machine{why}")

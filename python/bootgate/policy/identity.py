@@ -70,13 +70,26 @@ class Identity:
     uuid: str = ""
     serial: str = ""
 
-    @functools.cached_property
+    @property
     def good_uuid(self) -> str:
-        return "" if is_bogus_uuid(self.uuid) else normalize_uuid(self.uuid)
+        return good_uuid(self.uuid)
 
-    @functools.cached_property
+    @property
     def good_serial(self) -> str:
-        return "" if is_bogus_serial(self.serial) else self.serial.strip()
+        return good_serial(self.serial)
+
+
+# (functools.cached_property takes a lock on every first access: these remembered functions cost less)
+@functools.lru_cache(maxsize=1 << 16)
+def good_uuid(value: str) -> str:
+    """The canonical UUID, '' when it is not one or is bogus."""
+    return "" if is_bogus_uuid(value) else normalize_uuid(value)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def good_serial(value: str) -> str:
+    """The stripped serial, '' when it is bogus."""
+    return "" if is_bogus_serial(value) else value.strip()
 
 
 @dataclass(frozen=True)
@@ -99,8 +112,7 @@ class Match:
 
 
 def _good(c: Candidate) -> tuple[str, str]:
-    return ("" if is_bogus_uuid(c.uuid) else normalize_uuid(c.uuid),
-            "" if is_bogus_serial(c.serial) else c.serial.strip())
+    return good_uuid(c.uuid), good_serial(c.serial)
 
 
 def _conflicts(ident: Identity, c: Candidate) -> bool:

@@ -149,8 +149,7 @@ def render_action(action: Action, *, mac: str, boot_id: str, content_base: str, 
     `mac` must be normalised; `boot_id` is ours (hex); `content_base` and `callback_base` come from
     :func:`base_url`. Kernel/initrd paths and args are validated here again.
     """
-    if not re.fullmatch(r"[0-9a-f]{8,64}", boot_id):
-        raise ValueError("boot_id must be lowercase hex")
+    _check_boot_id(boot_id)
     lines = ["#!ipxe"]
     if isinstance(action, Exit):
         lines.append(f"echo bootgate: {echo_text(action.reason)}, continuing with the next boot device")
@@ -237,8 +236,11 @@ def _menu_text(text: str) -> str:
     return echo_text(text).lstrip("- ") or "?"
 
 
+_BOOT_ID = re.compile(r"[0-9a-f]{8,64}")
+
+
 def _check_boot_id(boot_id: str) -> None:
-    if not re.fullmatch(r"[0-9a-f]{8,64}", boot_id):
+    if not _BOOT_ID.fullmatch(boot_id):
         raise ValueError("boot_id must be lowercase hex")
 
 

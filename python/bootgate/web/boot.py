@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -11,7 +12,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..policy import BootKernel, Exit, Machine, normalize_mac
+from ..policy import BootKernel, Exit, normalize_mac
 from ..policy.deploy import Menu, RunProfile, applicable, decide_boot
 from ..policy.identity import Identity
 from ..branchcache import ipxe_script_lines
@@ -24,20 +25,20 @@ from .responses import ipxe_script
 
 log = logging.getLogger("bootgate.web.boot")
 
-_LIMITS = {"uuid": 64, "serial": 256, "manufacturer": 256, "product": 256, "buildarch": 64, "platform": 64,
-           "ip": 64}
+# the client's fields are cut to: uuid, buildarch, platform, ip 64 characters; serial, manufacturer, product 256
 # optional capabilities a bootstrap script may add (iPXE settings): version, NIC chip, feature list, asset tag
 _CAPS = {"version": 64, "nic": 64, "features": 256, "asset": 128}
 
 
 def state_of(request: Request) -> AppState:
-    st = request.app.state.bootgate
+    st = request.scope["app"].state.bootgate
     assert isinstance(st, AppState)
     return st
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+    client = request.scope.get("client")
+    return client[0] if client else ""
 
 
 def _split_host_header(value: str) -> tuple[str, int | None]:
@@ -110,11 +111,18 @@ def query_values(raw: bytes) -> dict[str, str]:
             continue
         k, _, v = part.partition("=")
         if "%" in k or "+" in k:
-            k = unquote(k.replace("+", " "))
+            k = _unquote_plus(k) if len(k) <= 64 else unquote(k.replace("+", " "))
         if "%" in v or "+" in v:
-            v = unquote(v.replace("+", " "))
+            v = _unquote_plus(v) if len(v) <= 64 else unquote(v.replace("+", " "))
         out[k] = v
     return out
+
+
+@functools.lru_cache(maxsize=16384)
+def _unquote_plus(value: str) -> str:
+    """A short encoded query value decoded, remembered (a fleet sends the same MACs, products, serials
+    boot after boot; at most 16 384 values of at most 64 characters are kept)."""
+    return unquote(value.replace("+", " "))
 
 
 def _clean(value: str, limit: int) -> str:
@@ -168,25 +176,28 @@ async def boot(request: Request) -> Response:
     refused = None if scheme == "https" else login.plain_http_refused(request, mac)
     if refused is not None:
         return refused
-    fields = {k: _clean(q.get(k, ""), n) for k, n in _LIMITS.items()}
-    machine = Machine(mac=mac, uuid=fields["uuid"], serial=fields["serial"], manufacturer=fields["manufacturer"],
-                      product=fields["product"], buildarch=fields["buildarch"], platform=fields["platform"])
+    g = q.get
+    uuid, serial = _clean(g("uuid", ""), 64), _clean(g("serial", ""), 256)
+    manufacturer, product = _clean(g("manufacturer", ""), 256), _clean(g("product", ""), 256)
+    buildarch, platform = _clean(g("buildarch", ""), 64), _clean(g("platform", ""), 64)
+    reported_ip = _clean(g("ip", ""), 64)
     now = time.time()
-    ip = client_ip(request)
-    host_id, match = await store.identify(Identity(mac, machine.uuid, machine.serial),
-                                          manufacturer=machine.manufacturer, product=machine.product, now=now)
+    client = request.scope.get("client")
+    ip = client[0] if client else ""
+    host_id, match = await store.identify(Identity(mac, uuid, serial), manufacturer=manufacturer, product=product,
+                                          now=now)
     assigned = await store.get_action(mac)
     host = None
     title = mac
     decision: BootKernel | Exit | Menu | RunProfile
     if host_id is not None and (assigned is None or not assigned.kernel):
         host, deps, colls, done, approved = await store.boot_inputs(
-            host_id, mac, client_ip=ip, reported_ip=fields["ip"], buildarch=machine.buildarch,
-            platform=machine.platform)
+            host_id, mac, client_ip=ip, reported_ip=reported_ip, buildarch=buildarch, platform=platform)
         title = host.name or mac
+        app_now = applicable(host, deps, colls, done, approved, now)
         decision = decide_boot(host, legacy_action=None, deployments=deps, collections=colls, done=done,
-                               approved=approved, now=now)
-        for sk in applicable(host, deps, colls, done, approved, now).skipped:
+                               approved=approved, now=now, applicable_now=app_now)
+        for sk in app_now.skipped:
             if sk.reason == "awaiting approval":
                 await store.audit("bootgate", "approval.needed", f"{sk.deployment_id}/{host_id}", None,
                                   {"deployment_id": sk.deployment_id, "host_id": host_id})
@@ -219,17 +230,18 @@ async def boot(request: Request) -> Response:
         script = render_action(decision, mac=mac, boot_id=boot_id, content_base=base, callback_base=cb)
     action_name = "login" if login_first else {BootKernel: "boot", Exit: "exit", Menu: "menu",
                                                RunProfile: "deploy"}[type(decision)]
-    caps: dict[str, object] = {"buildarch": machine.buildarch, "platform": machine.platform,
-                               "manufacturer": machine.manufacturer, "product": machine.product,
-                               "serial": machine.serial, "uuid": machine.uuid, "mac": mac, "ip": fields["ip"],
+    caps: dict[str, object] = {"buildarch": buildarch, "platform": platform, "manufacturer": manufacturer,
+                               "product": product, "serial": serial, "uuid": uuid, "mac": mac, "ip": reported_ip,
                                "client_ip": ip, "scheme": scheme, "identity": match.reason}
     if host is not None and host.relay:
         caps["relay"] = host.relay
-    caps.update({k: _clean(q.get(k, ""), n) for k, n in _CAPS.items() if q.get(k)})
+    for k, n in _CAPS.items():
+        v = g(k)
+        if v:
+            caps[k] = _clean(v, n)
     record = BootRecord(
-        id=boot_id, time=now, mac=mac, uuid=machine.uuid, serial=machine.serial,
-        manufacturer=machine.manufacturer, product=machine.product, buildarch=machine.buildarch,
-        platform=machine.platform, reported_ip=fields["ip"], client_ip=ip, scheme=scheme,
+        id=boot_id, time=now, mac=mac, uuid=uuid, serial=serial, manufacturer=manufacturer, product=product,
+        buildarch=buildarch, platform=platform, reported_ip=reported_ip, client_ip=ip, scheme=scheme,
         action=action_name,
         kernel=decision.kernel if isinstance(decision, BootKernel) else "",
         initrd=decision.initrd if isinstance(decision, BootKernel) else "",
@@ -237,7 +249,7 @@ async def boot(request: Request) -> Response:
         host_id=host_id, capabilities=caps, deployment_id=None if login_first else deployment_id,
     )
     detail: dict[str, object] = {"boot_id": boot_id, "action": action_name, "scheme": scheme,
-                                 "buildarch": machine.buildarch, "platform": machine.platform, "host_id": host_id}
+                                 "buildarch": buildarch, "platform": platform, "host_id": host_id}
     if isinstance(decision, BootKernel):
         detail.update(kernel=decision.kernel, initrd=decision.initrd)
     if deployment_id is not None:
@@ -245,10 +257,12 @@ async def boot(request: Request) -> Response:
     # the boot, its event and (a deployment sent) its run in one group-committed transaction: an answered
     # boot has all three
     await store.record_boot(record, EventRecord(kind="boot", time=now, mac=mac, client_ip=ip, detail=detail))
-    st.deps.metrics.boots.labels(action_name).inc()
-    hooks_of(request.app).emit("boot", {"boot_id": boot_id, "mac": mac, "host_id": host_id, "action": action_name,
-                                        "deployment_id": deployment_id, "client_ip": ip,
-                                        "manufacturer": machine.manufacturer, "product": machine.product})
+    st.deps.metrics.count_boot(action_name)
+    hooks = hooks_of(request.scope["app"])
+    if hooks.wants("boot"):
+        hooks.emit("boot", {"boot_id": boot_id, "mac": mac, "host_id": host_id, "action": action_name,
+                            "deployment_id": deployment_id, "client_ip": ip,
+                            "manufacturer": manufacturer, "product": product})
     log.info("boot", extra={"kv": {"mac": mac, "boot_id": boot_id, "action": action_name, "client_ip": ip}})
     return ipxe_script(script)
 
