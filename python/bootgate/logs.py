@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -41,12 +42,67 @@ class KeyValueFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+FLUSH_INTERVAL = 0.25  # seconds an info line may wait in the buffer
+
+
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that flushes at most every FLUSH_INTERVAL seconds (a background thread flushes
+    what is left), at once for warnings and errors, and on close (logging.shutdown at exit): what
+    nginx's `access_log ... buffer= flush=` does. A busy /boot wrote one line, and made one write(2),
+    per boot; now the lines of a quarter second go in one write."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._dirty = False
+        self._stop = threading.Event()
+        threading.Thread(target=self._flush_every, name="bootgate-log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING:
+                self.flush()
+            else:
+                self._dirty = True
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _flush_every(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL):
+            if self._dirty:
+                self.flush()
+
+    def flush(self) -> None:
+        self._dirty = False
+        super().flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+        super().close()
+
+
+def _stderr_buffered() -> TextIO:
+    """Standard error without line buffering (Python line-buffers it: a write(2) per line); the same
+    file descriptor, left open on close."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by something without a descriptor
+        return sys.stderr
+    return open(fd, "w", buffering=1 << 16, encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                closefd=False)
+
+
 def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = BufferedStreamHandler(stream or _stderr_buffered())
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
+        if isinstance(h, BufferedStreamHandler):
+            h.close()
     root.addHandler(handler)
     root.setLevel(level)
     # the formatter uses none of these: skip collecting them for every record (the logging module's own

@@ -31,3 +31,46 @@ def test_timestamp_follows_the_record_across_seconds() -> None:
         stamps.append(fmt.format(rec).split(" ")[0])
     assert stamps == ["time=1970-01-01T23:59:59.999Z", "time=1970-01-02T00:00:00.000Z",
                       "time=1970-01-02T00:00:00.500Z", "time=1970-01-01T23:59:59.000Z"]
+
+
+def test_info_lines_are_buffered_warnings_and_close_flush(tmp_path: object) -> None:
+    import os
+    import select
+    import time
+
+    from bootgate.logs import BufferedStreamHandler, KeyValueFormatter
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    stream = open(w, "w", buffering=1 << 16, encoding="utf-8")  # noqa: SIM115
+    h = BufferedStreamHandler(stream)
+    h.setFormatter(KeyValueFormatter())
+    log = logging.getLogger("bootgate.test.buffered")
+    log.propagate = False
+    log.addHandler(h)
+    log.setLevel(logging.INFO)
+
+    def read_all(wait_s: float, until: bytes = b"\0") -> bytes:
+        out, end = b"", time.monotonic() + wait_s
+        while time.monotonic() < end and until not in out:
+            if select.select([r], [], [], 0.05)[0]:
+                out += os.read(r, 65536)
+        return out
+
+    try:
+        log.info("one")
+        log.info("two")
+        assert read_all(0.0) == b""  # still in the buffer
+        log.warning("three")  # a warning flushes at once, with what came before it
+        got = read_all(2.0, b"msg=three").decode()
+        assert ["msg=one" in got, "msg=two" in got, "msg=three" in got] == [True, True, True]
+        log.info("four")
+        got = read_all(5.0, b"msg=four").decode()  # the background flush (every 0.25 s) writes it
+        assert "msg=four" in got
+        log.info("five")
+        h.close()
+        assert "msg=five" in read_all(2.0, b"msg=five").decode()
+    finally:
+        log.removeHandler(h)
+        stream.close()
+        os.close(r)
