@@ -11,6 +11,7 @@ pub mod events;
 pub mod hashing;
 pub mod poll;
 pub mod ra;
+pub mod sqlite;
 pub mod tftp;
 
 /// Seconds since the Unix epoch, as a float (the timestamp every event carries).

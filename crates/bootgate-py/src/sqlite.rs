@@ -1,229 +1,35 @@
-//! `SqliteWriter`: the store's group commits to a SQLite file with the GIL released for the whole
-//! transaction.
-//!
-//! Python's `sqlite3` releases the GIL around every `sqlite3_step` and must take it back after each
-//! one. A group commit is hundreds of row steps; while the event loop's thread is busy, each take-back
-//! waits up to the interpreter's switch interval (5 ms), so a commit took several times its CPU time
-//! and the requests waiting on it left the event loop idle. Here the rows are converted while the GIL
-//! is held, then the whole transaction (BEGIN IMMEDIATE, every row, COMMIT) runs without it.
-//!
-//! Which SQLite: the very library instance Python's `sqlite3` module already loaded, found with
-//! `dlopen(RTLD_NOLOAD)`. Two SQLite copies in one process would each keep their own POSIX lock
-//! bookkeeping, and one closing the database file would drop the other's locks (sqlite.org,
-//! "How To Corrupt An SQLite Database File", 2.2.1). When that library is not loaded (a Python with
-//! SQLite built in statically), the constructor fails and the store keeps its Python writer.
+//! `SqliteWriter` for Python: bootgate_io::sqlite::SqliteWriter with the GIL released while it writes
+//! (why: see that module).
 
-use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::Mutex;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use bootgate_io::sqlite::{SqliteWriter as RsWriter, Value};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
-const SONAME: &CStr = c"libsqlite3.so.0";
-const SQLITE_OK: c_int = 0;
-const SQLITE_DONE: c_int = 101;
-const SQLITE_OPEN_READWRITE: c_int = 0x2;
-const SQLITE_OPEN_NOMUTEX: c_int = 0x8000; // one thread at a time: the Mutex below
-
-type Db = c_void;
-type Stmt = c_void;
-type Destructor = isize; // SQLITE_TRANSIENT (-1): SQLite copies the bytes before bind returns
-
-/// The few entry points used, resolved once from the loaded library.
-#[derive(Debug, Clone, Copy)]
-struct Api {
-    open_v2: unsafe extern "C" fn(*const c_char, *mut *mut Db, c_int, *const c_char) -> c_int,
-    close_v2: unsafe extern "C" fn(*mut Db) -> c_int,
-    exec: unsafe extern "C" fn(*mut Db, *const c_char, *const c_void, *mut c_void, *mut *mut c_char) -> c_int,
-    prepare_v2: unsafe extern "C" fn(*mut Db, *const c_char, c_int, *mut *mut Stmt, *mut *const c_char) -> c_int,
-    bind_null: unsafe extern "C" fn(*mut Stmt, c_int) -> c_int,
-    bind_int64: unsafe extern "C" fn(*mut Stmt, c_int, i64) -> c_int,
-    bind_double: unsafe extern "C" fn(*mut Stmt, c_int, f64) -> c_int,
-    bind_text: unsafe extern "C" fn(*mut Stmt, c_int, *const c_char, c_int, Destructor) -> c_int,
-    bind_parameter_count: unsafe extern "C" fn(*mut Stmt) -> c_int,
-    step: unsafe extern "C" fn(*mut Stmt) -> c_int,
-    reset: unsafe extern "C" fn(*mut Stmt) -> c_int,
-    finalize: unsafe extern "C" fn(*mut Stmt) -> c_int,
-    errmsg: unsafe extern "C" fn(*mut Db) -> *const c_char,
-    busy_timeout: unsafe extern "C" fn(*mut Db, c_int) -> c_int,
-}
-
-fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
-    // SAFETY: `lib` is a handle from dlopen; dlsym only reads the name.
-    let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
-    if p.is_null() {
-        return Err(format!("{} has no {}", SONAME.to_string_lossy(), name.to_string_lossy()));
-    }
-    assert_eq!(std::mem::size_of::<T>(), std::mem::size_of::<*mut c_void>());
-    // SAFETY: T is the function pointer type of this SQLite C API entry point (sqlite3.h).
-    Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
-}
-
-impl Api {
-    fn load() -> Result<Api, String> {
-        // SAFETY: RTLD_NOLOAD only looks the library up among those already loaded.
-        let lib = unsafe { libc::dlopen(SONAME.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
-        if lib.is_null() {
-            return Err(format!("{} is not loaded in this process", SONAME.to_string_lossy()));
-        }
-        Ok(Api {
-            open_v2: sym(lib, c"sqlite3_open_v2")?,
-            close_v2: sym(lib, c"sqlite3_close_v2")?,
-            exec: sym(lib, c"sqlite3_exec")?,
-            prepare_v2: sym(lib, c"sqlite3_prepare_v2")?,
-            bind_null: sym(lib, c"sqlite3_bind_null")?,
-            bind_int64: sym(lib, c"sqlite3_bind_int64")?,
-            bind_double: sym(lib, c"sqlite3_bind_double")?,
-            bind_text: sym(lib, c"sqlite3_bind_text")?,
-            bind_parameter_count: sym(lib, c"sqlite3_bind_parameter_count")?,
-            step: sym(lib, c"sqlite3_step")?,
-            reset: sym(lib, c"sqlite3_reset")?,
-            finalize: sym(lib, c"sqlite3_finalize")?,
-            errmsg: sym(lib, c"sqlite3_errmsg")?,
-            busy_timeout: sym(lib, c"sqlite3_busy_timeout")?,
-        })
-    }
-}
-
 /// One SQL value of a row, converted while the GIL is held.
 #[derive(Debug)]
-enum Val {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
-}
+struct Val(Value);
 
 impl<'py> FromPyObject<'py> for Val {
     fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
-        if ob.is_none() {
-            Ok(Val::Null)
+        Ok(Val(if ob.is_none() {
+            Value::Null
         } else if let Ok(s) = ob.downcast::<PyString>() {
-            Ok(Val::Text(s.to_str()?.to_owned()))
+            Value::Text(s.to_str()?.to_owned())
         } else if let Ok(b) = ob.downcast::<PyBool>() {
-            Ok(Val::Int(i64::from(b.is_true())))
+            Value::Int(i64::from(b.is_true()))
         } else if let Ok(i) = ob.downcast::<PyInt>() {
-            Ok(Val::Int(i.extract()?))
+            Value::Int(i.extract()?)
         } else if let Ok(f) = ob.downcast::<PyFloat>() {
-            Ok(Val::Real(f.value()))
+            Value::Real(f.value())
         } else {
-            Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            return Err(PyTypeError::new_err(format!(
                 "a SQL value must be None, str, bool, int or float, not {}",
                 ob.get_type().name()?
-            )))
-        }
-    }
-}
-
-/// An open connection and its prepared statements (by SQL text).
-#[derive(Debug)]
-struct Conn {
-    api: Api,
-    db: *mut Db,
-    stmts: HashMap<String, *mut Stmt>,
-}
-
-// SAFETY: the connection is opened SQLITE_OPEN_NOMUTEX and only ever used under the Mutex of its
-// SqliteWriter, so one thread at a time (SQLite's multi-thread mode allows that).
-unsafe impl Send for Conn {}
-
-impl Conn {
-    fn error(&self, what: &str) -> String {
-        // SAFETY: db is open; errmsg returns a NUL-terminated string owned by SQLite.
-        let msg = unsafe { CStr::from_ptr((self.api.errmsg)(self.db)) };
-        format!("{what}: {}", msg.to_string_lossy())
-    }
-
-    fn exec(&self, sql: &CStr) -> Result<(), String> {
-        // SAFETY: db is open; no callback, no error-message out pointer.
-        let rc = unsafe {
-            (self.api.exec)(self.db, sql.as_ptr(), std::ptr::null(), std::ptr::null_mut(), std::ptr::null_mut())
-        };
-        if rc == SQLITE_OK {
-            Ok(())
-        } else {
-            Err(self.error(&sql.to_string_lossy()))
-        }
-    }
-
-    fn stmt(&mut self, sql: &str) -> Result<*mut Stmt, String> {
-        if let Some(s) = self.stmts.get(sql) {
-            return Ok(*s);
-        }
-        let c = CString::new(sql).map_err(|_| "SQL with a NUL byte".to_owned())?;
-        let mut s: *mut Stmt = std::ptr::null_mut();
-        // SAFETY: db is open; c lives across the call; s receives the statement.
-        let rc = unsafe { (self.api.prepare_v2)(self.db, c.as_ptr(), -1, &mut s, std::ptr::null_mut()) };
-        if rc != SQLITE_OK || s.is_null() {
-            return Err(self.error("prepare"));
-        }
-        self.stmts.insert(sql.to_owned(), s);
-        Ok(s)
-    }
-
-    fn row(&self, s: *mut Stmt, row: &[Val]) -> Result<(), String> {
-        let api = self.api;
-        // SAFETY: s is a statement prepared on db; every bound value outlives its bind call
-        // (text is copied by SQLite: SQLITE_TRANSIENT).
-        unsafe {
-            if (api.bind_parameter_count)(s) != row.len() as c_int {
-                return Err(format!("a row of {} values for {} parameters", row.len(), (api.bind_parameter_count)(s)));
-            }
-            for (i, v) in row.iter().enumerate() {
-                let n = i as c_int + 1;
-                let rc = match v {
-                    Val::Null => (api.bind_null)(s, n),
-                    Val::Int(x) => (api.bind_int64)(s, n, *x),
-                    Val::Real(x) => (api.bind_double)(s, n, *x),
-                    Val::Text(t) => {
-                        let len = c_int::try_from(t.len()).map_err(|_| "text too long".to_owned())?;
-                        (api.bind_text)(s, n, t.as_ptr().cast(), len, -1)
-                    }
-                };
-                if rc != SQLITE_OK {
-                    (api.reset)(s);
-                    return Err(self.error("bind"));
-                }
-            }
-            let rc = (api.step)(s);
-            (api.reset)(s);
-            if rc != SQLITE_DONE {
-                return Err(self.error("step"));
-            }
-        }
-        Ok(())
-    }
-
-    fn transaction(&mut self, statements: &[(String, Vec<Vec<Val>>)]) -> Result<(), String> {
-        self.exec(c"BEGIN IMMEDIATE")?;
-        let mut work = || -> Result<(), String> {
-            for (sql, rows) in statements {
-                let s = self.stmt(sql)?;
-                for row in rows {
-                    self.row(s, row)?;
-                }
-            }
-            self.exec(c"COMMIT")
-        };
-        let result = work();
-        if result.is_err() {
-            let _ = self.exec(c"ROLLBACK"); // nothing to roll back when COMMIT itself ended the transaction
-        }
-        result
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        // SAFETY: every statement was prepared on db and is finalized once; db is closed last.
-        unsafe {
-            for (_, s) in self.stmts.drain() {
-                (self.api.finalize)(s);
-            }
-            (self.api.close_v2)(self.db);
-        }
+            )));
+        }))
     }
 }
 
@@ -231,7 +37,7 @@ impl Drop for Conn {
 #[pyclass(module = "bootgate._native")]
 #[derive(Debug)]
 pub struct SqliteWriter {
-    conn: Mutex<Option<Conn>>,
+    conn: Mutex<Option<RsWriter>>,
 }
 
 #[pymethods]
@@ -240,29 +46,22 @@ impl SqliteWriter {
     /// when the process has no dynamically loaded libsqlite3 to share or the file cannot be opened.
     #[new]
     fn new(path: &str, busy_timeout_ms: i32) -> PyResult<Self> {
-        let api = Api::load().map_err(PyOSError::new_err)?;
-        let cpath = CString::new(path).map_err(|_| PyOSError::new_err("a path with a NUL byte"))?;
-        let mut db: *mut Db = std::ptr::null_mut();
-        // SAFETY: cpath lives across the call; db receives the handle (to be closed even on failure).
-        let rc = unsafe { (api.open_v2)(cpath.as_ptr(), &mut db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, std::ptr::null()) };
-        let conn = Conn { api, db, stmts: HashMap::new() };
-        if rc != SQLITE_OK || db.is_null() {
-            return Err(PyOSError::new_err(if db.is_null() { format!("cannot open {path}") } else { conn.error(path) }));
-        }
-        // SAFETY: db is open.
-        unsafe { (api.busy_timeout)(db, busy_timeout_ms) };
-        conn.exec(c"PRAGMA synchronous=NORMAL").map_err(PyOSError::new_err)?;
-        Ok(SqliteWriter { conn: Mutex::new(Some(conn)) })
+        let w = RsWriter::open(path, busy_timeout_ms).map_err(PyOSError::new_err)?;
+        Ok(SqliteWriter { conn: Mutex::new(Some(w)) })
     }
 
     /// Runs `statements` ([(sql, [row, ...]), ...], each row a sequence of None/str/bool/int/float
     /// for the statement's `?` parameters) in one transaction, rolled back on any error (raised as
     /// RuntimeError with SQLite's message). The GIL is released while SQLite works.
     fn write(&self, py: Python<'_>, statements: Vec<(String, Vec<Vec<Val>>)>) -> PyResult<()> {
+        let statements: Vec<(String, Vec<Vec<Value>>)> = statements
+            .into_iter()
+            .map(|(sql, rows)| (sql, rows.into_iter().map(|r| r.into_iter().map(|v| v.0).collect()).collect()))
+            .collect();
         py.allow_threads(|| {
             let mut guard = self.conn.lock().map_err(|_| "the writer's lock is poisoned".to_owned())?;
             let conn = guard.as_mut().ok_or_else(|| "the writer is closed".to_owned())?;
-            conn.transaction(&statements)
+            conn.write(&statements)
         })
         .map_err(PyRuntimeError::new_err)
     }
