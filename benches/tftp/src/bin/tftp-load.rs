@@ -14,6 +14,15 @@
 //!
 //! `tftp-load probe --secs 2` sends 1472-byte datagrams from one thread to another over
 //!   loopback (sendmmsg/recvmmsg) and prints the delivered rate: the machine's UDP limit.
+//!   With `--gso 8` the sender hands the kernel 8 datagrams per sendmsg (UDP_SEGMENT), as a
+//!   server sending a TFTP window of 8 can: the limit for such a server.
+//!
+//! `tftp-load lockstep -n 64 [--window 8] --secs 2` is the limit of a TFTP-shaped exchange: n
+//!   socket pairs, a "server" thread that answers each 4-byte ACK with a window of 1472-byte
+//!   datagrams (one send, UDP_SEGMENT when the window is above 1) and a "client" thread that
+//!   reads each datagram with one recv and sends a 4-byte ACK after each window (epoll, no
+//!   protocol work, no verification). Prints the rate and each thread's CPU per datagram: the
+//!   least such a server and client cost on this machine.
 //!
 //! No dependency but libc; std sockets for everything else.
 
@@ -28,7 +37,8 @@ fn main() {
     let r = match args.first().map(String::as_str) {
         Some("get") => get(&args[1..]),
         Some("probe") => probe(&args[1..]),
-        _ => Err("usage: tftp-load get|probe [options] (see the source's header)".to_string()),
+        Some("lockstep") => lockstep(&args[1..]),
+        _ => Err("usage: tftp-load get|probe|lockstep [options] (see the source's header)".to_string()),
     };
     if let Err(e) = r {
         eprintln!("tftp-load: {e}");
@@ -549,6 +559,10 @@ fn probe(args: &[String]) -> Result<(), String> {
     tx.connect(to).map_err(|e| e.to_string())?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
+    let gso: usize = num(args, "--gso", 0)?;
+    if gso > 1 {
+        return probe_gso(tx, rx, size, gso, secs);
+    }
     let sender = std::thread::spawn(move || {
         let buf = vec![0x5au8; size];
         let mut iov: Vec<libc::iovec> =
@@ -607,6 +621,217 @@ fn probe(args: &[String]) -> Result<(), String> {
         "{{\"datagram\":{size},\"secs\":{wall:.3},\"received_mb_s\":{:.2},\"sent_mb_s\":{:.2}}}",
         got as f64 / wall / 1e6,
         sent as f64 / wall / 1e6
+    );
+    Ok(())
+}
+
+/// The bulk probe with a GSO sender: each sendmsg carries `gso` datagrams of `size` bytes
+/// (UDP_SEGMENT); the receiver reads datagrams with recvmmsg, as a TFTP client does.
+fn probe_gso(tx: UdpSocket, rx: UdpSocket, size: usize, gso: usize, secs: f64) -> Result<(), String> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let sender = std::thread::spawn(move || {
+        let buf = vec![0x5au8; size * gso];
+        let mut sent = 0u64;
+        let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+        let mut control = vec![0u8; space];
+        // SAFETY: zeroed msghdr is valid; the pointers stay live for the loop.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: the control buffer holds one cmsg of a u16.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size as u16);
+        }
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            // SAFETY: `msg` points at live buffers.
+            let r = unsafe { libc::sendmsg(tx.as_raw_fd(), &msg, 0) };
+            if r > 0 {
+                sent += r as u64;
+            } else if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EIO) {
+                return Err("UDP_SEGMENT refused (EIO)".to_string());
+            }
+        }
+        Ok(sent)
+    });
+    let (got, wall) = recv_bulk(&rx, secs);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().map_err(|_| "sender panicked".to_string())??;
+    println!(
+        "{{\"datagram\":{size},\"gso\":{gso},\"secs\":{wall:.3},\"received_mb_s\":{:.2},\"sent_mb_s\":{:.2}}}",
+        got as f64 / wall / 1e6,
+        sent as f64 / wall / 1e6
+    );
+    Ok(())
+}
+
+/// Reads datagrams from `rx` with recvmmsg for `secs`: (bytes, seconds).
+fn recv_bulk(rx: &UdpSocket, secs: f64) -> (u64, f64) {
+    let mut got = 0u64;
+    let mut bufs = vec![0u8; 64 * 2048];
+    let mut iov: Vec<libc::iovec> = bufs
+        .chunks_mut(2048)
+        .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: 2048 })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .map(|v| {
+            // SAFETY: zeroed mmsghdr is valid.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs_f64(secs);
+    while Instant::now() < end {
+        // SAFETY: live headers pointing into `bufs`; the socket's SO_RCVTIMEO bounds the wait.
+        let r = unsafe { libc::recvmmsg(rx.as_raw_fd(), hdrs.as_mut_ptr(), 64, 0, std::ptr::null_mut()) };
+        if r > 0 {
+            for h in &hdrs[..r as usize] {
+                got += u64::from(h.msg_len);
+            }
+        }
+    }
+    (got, t0.elapsed().as_secs_f64())
+}
+
+// -------------------------------------------------------------------------------------------------
+// lockstep
+
+/// CPU time of the calling thread (user + system), seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// A sendmsg of `buf` on a connected socket, cut by the kernel into datagrams of `seg` bytes
+/// (UDP_SEGMENT) when `seg` is below the buffer's length.
+fn send_segmented(fd: i32, buf: &[u8], seg: usize) -> isize {
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+    let mut control = [0u64; 4];
+    // SAFETY: zeroed msghdr is valid; the pointers stay live for the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if seg < buf.len() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: the 32-byte control buffer holds one cmsg of a u16.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
+        }
+    }
+    // SAFETY: `msg` points at live buffers.
+    unsafe { libc::sendmsg(fd, &msg, 0) }
+}
+
+/// One side of the lock-step probe, until `stop`. The server side answers each ACK with a
+/// window of `window` datagrams of `size` bytes (one sendmsg with UDP_SEGMENT when the window is
+/// above 1); the client side sends a 4-byte ACK after every `window` datagrams it reads. Reads
+/// are one recv per datagram. Returns (datagrams read, bytes read, CPU seconds).
+fn lockstep_side(
+    socks: Vec<UdpSocket>,
+    server: bool,
+    size: usize,
+    window: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> io::Result<(u64, u64, f64)> {
+    let ep = Epoll::new()?;
+    for (i, s) in socks.iter().enumerate() {
+        ep.add(s.as_raw_fd(), i as u64)?;
+    }
+    let data = vec![0x5au8; size * window];
+    let ack = [0u8, 4, 0, 0];
+    let mut seen = vec![0usize; socks.len()];
+    let mut buf = vec![0u8; 2048];
+    if !server {
+        for s in &socks {
+            s.send(&ack)?;
+        }
+    }
+    let c0 = thread_cpu();
+    let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let (mut got, mut bytes) = (0u64, 0u64);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let n = ep.wait(&mut evs, 100);
+        for ev in &evs[..n] {
+            let i = ev.u64 as usize;
+            let fd = socks[i].as_raw_fd();
+            loop {
+                // SAFETY: a writable buffer of buf.len() bytes.
+                let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+                if r <= 0 {
+                    break;
+                }
+                got += 1;
+                bytes += r as u64;
+                if server {
+                    send_segmented(fd, &data, size);
+                } else {
+                    seen[i] += 1;
+                    if seen[i] % window == 0 {
+                        // SAFETY: a readable 4-byte buffer.
+                        unsafe { libc::send(fd, ack.as_ptr().cast(), ack.len(), 0) };
+                    }
+                }
+            }
+        }
+    }
+    Ok((got, bytes, thread_cpu() - c0))
+}
+
+fn lockstep(args: &[String]) -> Result<(), String> {
+    let secs: f64 = num(args, "--secs", 2.0)?;
+    let n: usize = num(args, "-n", 64)?;
+    let size: usize = num(args, "--size", 1472)?;
+    let window: usize = num::<usize>(args, "--window", 1)?.max(1);
+    raise_nofile(2 * n as u64 + 64);
+    let mut servers = Vec::with_capacity(n);
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let a = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let b = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        a.connect(b.local_addr().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        b.connect(a.local_addr().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        servers.push(a);
+        clients.push(b);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s1, s2) = (stop.clone(), stop.clone());
+    let server = std::thread::spawn(move || lockstep_side(servers, true, size, window, s1));
+    let client = std::thread::spawn(move || lockstep_side(clients, false, size, window, s2));
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let wall = t0.elapsed().as_secs_f64();
+    let (_, _, srv_cpu) = server.join().map_err(|_| "server side panicked")?.map_err(|e| e.to_string())?;
+    let (blocks, data, cli_cpu) =
+        client.join().map_err(|_| "client side panicked")?.map_err(|e| e.to_string())?;
+    let per = |cpu: f64| if blocks > 0 { cpu / blocks as f64 * 1e6 } else { 0.0 };
+    println!(
+        "{{\"n\":{n},\"window\":{window},\"datagram\":{size},\"secs\":{wall:.3},\"received_mb_s\":{:.2},\"blocks_s\":{:.0},\"server_us_per_block\":{:.2},\"client_us_per_block\":{:.2}}}",
+        data as f64 / wall / 1e6,
+        blocks as f64 / wall,
+        per(srv_cpu),
+        per(cli_cpu)
     );
     Ok(())
 }
