@@ -16,8 +16,8 @@ Limits measured in the same run (`tftp-load probe` and `tftp-load lockstep`, 2 s
 1472-byte datagrams (sendmmsg -> recvmmsg); the same with a GSO sender (8 datagrams per sendmsg);
 and, for each N and windowsize of the matrix, a lean TFTP-shaped exchange over N socket pairs (a
 "server" thread that answers each ACK with a window of datagrams, a "client" thread that reads
-each datagram with one recv and ACKs each window; no protocol work, no verification). The lean
-exchange is the most any server can move with this kind of client on this machine; the table
+each datagram with one recv and ACKs each window; no protocol work, no verification; the best of
+three 2-second runs). The lean exchange is the most any server can move with this kind of client on this machine; the table
 gives every cell as a percentage of it, and the notes say which targets it puts out of reach.
 
 Bounds: each cell stops after --deadline seconds (unfinished transfers count as failures); the
@@ -182,16 +182,24 @@ def run_cell(binaries: Path, srv: Server, file: str, ref: Path, n: int, ws: int,
         srv.stop()
 
 
-def lean_limits(binaries: Path, matrix: dict[str, list[int]], windows: list[int]) -> dict[str, dict]:
-    """The lean exchange for every (N, windowsize) of the matrix (N > 1): 'N/window' -> its JSON."""
+def lean_limits(binaries: Path, matrix: dict[str, list[int]], windows: list[int], tries: int = 3) -> dict[str, dict]:
+    """The lean exchange for every (N, windowsize) of the matrix (N > 1): 'N/window' -> the JSON of the best of
+    `tries` 2-second runs (on a shared VM one run can land in a slow second; the best is the limit)."""
     out: dict[str, dict] = {}
     for n in sorted({n for ns in matrix.values() for n in ns if n > 1}):
         for ws in windows:
-            r = subprocess.run([str(binaries / "tftp-load"), "lockstep", "-n", str(n), "--window", str(ws),
-                                "--secs", "2"], capture_output=True, text=True, timeout=60)
-            if r.returncode == 0:
-                out[f"{n}/{ws}"] = json.loads(r.stdout)
-                print(f"lean exchange N {n:5} win {ws}: {out[f'{n}/{ws}']['received_mb_s']:7.1f} MB/s", flush=True)
+            runs = []
+            for _ in range(tries):
+                r = subprocess.run([str(binaries / "tftp-load"), "lockstep", "-n", str(n), "--window", str(ws),
+                                    "--secs", "2"], capture_output=True, text=True, timeout=60)
+                if r.returncode == 0:
+                    runs.append(json.loads(r.stdout))
+            if runs:
+                best = max(runs, key=lambda j: j["received_mb_s"])
+                best["runs_mb_s"] = [round(j["received_mb_s"], 1) for j in runs]
+                out[f"{n}/{ws}"] = best
+                print(f"lean exchange N {n:5} win {ws}: {best['received_mb_s']:7.1f} MB/s (runs {best['runs_mb_s']})",
+                      flush=True)
     return out
 
 
@@ -211,10 +219,16 @@ def target_notes(results: list[dict], lean: dict[str, dict]) -> list[str]:
             got = ours[0].get("verified_mb_s", 0)
             verdict = ("within the lean limit" if need <= lim else
                        f"**above the lean limit** ({need / lim:.2f}x of it: no server could reach it with this client here)")
+            cpu = ""
+            ob, pb, lean_cell = per_datagram_us(ours[0]), per_datagram_us(best), lean.get(f"{n}/{ws}", {})
+            if ob and pb and lean_cell:
+                cpu = (f" CPU per datagram: bootgate {ob[0]:.1f} us, {best['server']} {pb[0]:.1f} us, the lean server "
+                       f"{lean_cell['server_us_per_block']:.1f} us; the client {ob[1]:.1f} us (lean: "
+                       f"{lean_cell['client_us_per_block']:.1f} us).")
             notes.append(f"1 MiB, win {ws}, N = {n}: 1.5x the best peer ({best['server']} "
                          f"{best.get('verified_mb_s', 0):.0f} MB/s) is {need:.0f} MB/s, {verdict}; bootgate "
                          f"{got:.0f} MB/s = {got / best.get('verified_mb_s', 1):.2f}x the best peer, {100 * got / lim:.0f}% of "
-                         f"the lean exchange ({lim:.0f} MB/s).")
+                         f"the lean exchange ({lim:.0f} MB/s).{cpu}")
         lim = lean.get(f"2000/{ws}", {}).get("received_mb_s")
         if lim:
             # The 99th-percentile transfer cannot end before 99 % of all the bytes have moved.
@@ -223,6 +237,19 @@ def target_notes(results: list[dict], lean: dict[str, dict]) -> list[str]:
                          f"2000 files takes {floor:.1f} s, the least p99 any server can show here "
                          f"(p99 under 2 s needs {0.99 * 2000 * FILES['1M'] / 2e6:.0f} MB/s).")
     return notes
+
+
+def per_datagram_us(r: dict) -> tuple[float, float] | None:
+    """(server, client) CPU microseconds per datagram moved in a cell, from tftp-load's CPU readings."""
+    datagrams = r.get("verified_bytes", 0) / BLKSIZE
+    if datagrams < 1 or "server_cpu_s" not in r:
+        return None
+    return 1e6 * r["server_cpu_s"] / datagrams, 1e6 * r["client_cpu_s"] / datagrams
+
+
+def cpu_per_datagram(r: dict) -> str:
+    v = per_datagram_us(r)
+    return f"{v[0]:.1f} / {v[1]:.1f}" if v else "-"
 
 
 def mib(kb: int) -> float:
@@ -249,7 +276,7 @@ def table(results: list[dict], probe: dict, probe_end: dict, notes: list[str], q
         "",
         "Lean exchange (`tftp-load lockstep`, the limit for this client): N socket pairs, one thread answering "
         "each ACK with a window of 1472-byte datagrams (UDP_SEGMENT for a window of 8), one thread reading each "
-        "datagram with one recv and ACKing each window; no protocol work. `% lean` = a cell's MB/s / the lean "
+        "datagram with one recv and ACKing each window; no protocol work; best of three 2-second runs. `% lean` = a cell's MB/s / the lean "
         "exchange's at the same N and windowsize. "
         + ", ".join(f"N {k.split('/')[0]} win {k.split('/')[1]}: {v['received_mb_s']:.0f} MB/s "
                     f"(server {v['server_us_per_block']:.1f} us, client {v['client_us_per_block']:.1f} us CPU per datagram)"
@@ -265,8 +292,8 @@ def table(results: list[dict], probe: dict, probe_end: dict, notes: list[str], q
         "when the cell started (2 cores: above 2, other work competed with the cell). Each cell runs "
         "every server one after the other, so servers in one cell saw about the same load.",
         "",
-        "| file | win | N | server | ok | failed | MB/s | % limit | % lean | p50 s | p99 s | mem MiB | procs | load | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| file | win | N | server | ok | failed | MB/s | % limit | % lean | server / client CPU us per datagram | p50 s | p99 s | mem MiB | procs | load | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         fails = "; ".join(f"{k}: {v}" for k, v in sorted(r.get("failures", {}).items()))
@@ -280,7 +307,7 @@ def table(results: list[dict], probe: dict, probe_end: dict, notes: list[str], q
         pct_lean = f"{100 * r.get('verified_mb_s', 0) / lim:.0f}%" if lim else "-"
         lines.append(
             f"| {r['file']} | {r['ws']}/{r.get('granted_window', 0) or '-'} | {r['n']} | {r['server']} | "
-            f"{r.get('ok', 0)} | {r.get('failed', 0)} | {r.get('verified_mb_s', 0):.0f} | {pct:.0f}% | {pct_lean} | "
+            f"{r.get('ok', 0)} | {r.get('failed', 0)} | {r.get('verified_mb_s', 0):.0f} | {pct:.0f}% | {pct_lean} | {cpu_per_datagram(r)} | "
             f"{r.get('p50_s', 0):.3f} | {r.get('p99_s', 0):.3f} | {mib(mem):.1f} | {r.get('server_procs', 0)} | "
             f"{r.get('load', 0):.1f} | {note} |")
     lines += ["", *[f"- {n}" for n in notes], ""]

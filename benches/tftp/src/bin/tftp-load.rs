@@ -387,6 +387,37 @@ impl MemSampler {
     }
 }
 
+/// CPU seconds (user + system) used so far by the process `pid`, its live descendants and the
+/// children it has reaped (a forking server's finished transfers); 0 without a pid.
+fn tree_cpu_s(pid: i32) -> f64 {
+    if pid <= 0 {
+        return 0.0;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // Fields after the command (which may hold spaces): state is field 3, utime 14 ... cstime 17.
+    let ticks = |p: i32, children: bool| -> u64 {
+        let Ok(st) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { return 0 };
+        let Some(rest) = st.rfind(')').map(|i| &st[i + 2..]) else { return 0 };
+        let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        let own = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        own + if children { f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0) } else { 0 }
+    };
+    let sampler = MemSampler { pid, peak_tree_pss_kb: 0, peak_procs: 0, last: Instant::now() };
+    let live: u64 = sampler.descendants().into_iter().filter(|&d| d != pid).map(|d| ticks(d, false)).sum();
+    (ticks(pid, true) + live) as f64 / hz
+}
+
+/// CPU seconds (user + system) this process has used.
+fn self_cpu_s() -> f64 {
+    // SAFETY: a zeroed rusage is a valid out-parameter.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a live rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -440,6 +471,7 @@ fn get(args: &[String]) -> Result<(), String> {
     if let Some(m) = mem.as_mut() {
         m.sample();
     }
+    let (srv_cpu0, cli_cpu0) = (tree_cpu_s(pid), self_cpu_s());
     // The burst: every RRQ at once, as after a power cut.
     let start = Instant::now();
     for x in xs.iter_mut() {
@@ -500,6 +532,7 @@ fn get(args: &[String]) -> Result<(), String> {
         }
     }
     let wall = start.elapsed().as_secs_f64();
+    let (server_cpu, client_cpu) = (tree_cpu_s(pid) - srv_cpu0, self_cpu_s() - cli_cpu0);
     if let Some(m) = mem.as_mut() {
         m.sample();
     }
@@ -525,7 +558,8 @@ fn get(args: &[String]) -> Result<(), String> {
         "{{\"n\":{n},\"ok\":{ok},\"failed\":{},\"failures\":{{{}}},\"bytes\":{bytes},\"wall_s\":{wall:.4},\
          \"mb_s\":{:.2},\"verified_bytes\":{verified},\"verified_mb_s\":{:.2},\"p50_s\":{:.4},\"p99_s\":{:.4},\"max_s\":{:.4},\"granted_blksize\":{},\
          \"granted_window\":{},\"dup_blocks\":{},\"foreign_tid\":{},\"client_retransmits\":{},\
-         \"server_peak_pss_kb\":{},\"server_procs\":{},\"server_vmhwm_kb\":{hwm},\"setup_s\":{:.3}}}",
+         \"server_peak_pss_kb\":{},\"server_procs\":{},\"server_vmhwm_kb\":{hwm},\"setup_s\":{:.3},\
+         \"server_cpu_s\":{server_cpu:.3},\"client_cpu_s\":{client_cpu:.3}}}",
         n as u64 - ok,
         fails.join(","),
         bytes as f64 / wall / 1e6,
