@@ -467,7 +467,7 @@ fn get(args: &[String]) -> Result<(), String> {
             fail: None,
         });
     }
-    let mut mem = (pid > 0).then(|| MemSampler { pid, peak_tree_pss_kb: 0, peak_procs: 0, last: t0 });
+    let mut mem = (pid > 0).then_some(MemSampler { pid, peak_tree_pss_kb: 0, peak_procs: 0, last: t0 });
     if let Some(m) = mem.as_mut() {
         m.sample();
     }
@@ -621,34 +621,7 @@ fn probe(args: &[String]) -> Result<(), String> {
         }
         sent
     });
-    let mut got = 0u64;
-    let mut bufs = vec![0u8; 64 * 2048];
-    let t0 = Instant::now();
-    let end = t0 + Duration::from_secs_f64(secs);
-    let mut iov: Vec<libc::iovec> = bufs
-        .chunks_mut(2048)
-        .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: 2048 })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
-        .map(|v| {
-            // SAFETY: zeroed mmsghdr is valid.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = v;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    while Instant::now() < end {
-        // SAFETY: live headers pointing into `bufs`; a 200 ms SO_RCVTIMEO bounds the wait.
-        let r = unsafe { libc::recvmmsg(rx.as_raw_fd(), hdrs.as_mut_ptr(), 64, 0, std::ptr::null_mut()) };
-        if r > 0 {
-            for h in &hdrs[..r as usize] {
-                got += u64::from(h.msg_len);
-            }
-        }
-    }
-    let wall = t0.elapsed().as_secs_f64();
+    let (got, wall) = recv_bulk(&rx, secs);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sender.join().unwrap_or(0);
     println!(
@@ -667,27 +640,8 @@ fn probe_gso(tx: UdpSocket, rx: UdpSocket, size: usize, gso: usize, secs: f64) -
     let sender = std::thread::spawn(move || {
         let buf = vec![0x5au8; size * gso];
         let mut sent = 0u64;
-        let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
-        let mut control = vec![0u8; space];
-        // SAFETY: zeroed msghdr is valid; the pointers stay live for the loop.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: the control buffer holds one cmsg of a u16.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_UDP;
-            (*c).cmsg_type = libc::UDP_SEGMENT;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size as u16);
-        }
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            // SAFETY: `msg` points at live buffers.
-            let r = unsafe { libc::sendmsg(tx.as_raw_fd(), &msg, 0) };
+            let r = send_segmented(tx.as_raw_fd(), &buf, size);
             if r > 0 {
                 sent += r as u64;
             } else if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EIO) {
@@ -821,7 +775,7 @@ fn lockstep_side(
                     send_segmented(fd, &data, size);
                 } else {
                     seen[i] += 1;
-                    if seen[i] % window == 0 {
+                    if seen[i].is_multiple_of(window) {
                         // SAFETY: a readable 4-byte buffer.
                         unsafe { libc::send(fd, ack.as_ptr().cast(), ack.len(), 0) };
                     }
