@@ -447,3 +447,50 @@ async def test_remembered_decisions_are_bounded(store: Store, monkeypatch: pytes
         for i in range(5):
             assert await _ident(store, f"52:54:00:00:0f:{i:02x}", "", f"BOUND{i:03d}") == hosts[i]
             assert 1 <= len(idx.known) <= 2
+
+
+@pytest.mark.parametrize("writer", ["native", "python"])
+async def test_an_older_boot_written_later_moves_no_time_backwards(db_url: str, writer: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers share the database and commit their batches in any order: a boot written after a
+    newer one (the other server's) leaves last_seen and the identity fields at the newer boot and
+    moves first_seen back to the older one; the deferred last_seen of a host and its MAC never goes
+    back either. On both backends, and on SQLite by both writers."""
+    if writer == "python":
+        if not db_url.startswith("sqlite"):
+            pytest.skip("one writer on PostgreSQL")
+        monkeypatch.setenv("BOOTGATE_SQLITE_WRITER", "python")
+    from bootgate.store import schema
+
+    mac = "52:54:00:00:0f:01"
+    store = await Store.open(db_url)
+    try:
+        host = await _ident(store, mac, UUID_A, "ORDER001")
+
+        def boot(i: int, t: float, product: str) -> BootRecord:
+            return BootRecord(id=f"{i:032x}", time=t, mac=mac, uuid=UUID_A, serial="ORDER001", manufacturer="QEMU",
+                              product=product, buildarch="x86_64", platform="efi", reported_ip="", client_ip="198.18.0.9",
+                              scheme="https", action="exit", host_id=host)
+
+        await store.record_boot(boot(1, 2000.0, "new board"))
+        await store.record_boot(boot(2, 1000.0, "old board"))  # older, written later
+        await store.record_boot(boot(3, 1500.0, "middle board"))
+        # a deferred last_seen older than the one stored
+        await store.identify(Identity(mac, UUID_A, "ORDER001"), manufacturer="", product="", now=3000.0)
+        await store.flush_writes()
+        await store.identify(Identity(mac, UUID_A, "ORDER001"), manufacturer="", product="", now=2500.0)
+        await store.flush_writes()
+        machine = [x for x in await store.list_machines() if x["mac"] == mac][0]
+        assert (machine["first_seen"], machine["last_seen"], machine["product"]) == (1000.0, 2000.0, "new board")
+        assert len(await store.list_boots(mac=mac, limit=10)) == 3
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(sa.select(schema.hosts.c.last_seen)
+                                       .where(schema.hosts.c.id == host))).scalar_one() == 3000.0
+            assert (await conn.execute(sa.select(schema.host_macs.c.last_seen)
+                                       .where(schema.host_macs.c.mac == mac))).scalar_one() == 3000.0
+        # a newer boot still moves everything forward
+        await store.record_boot(boot(4, 4000.0, "newest board"))
+        machine = [x for x in await store.list_machines() if x["mac"] == mac][0]
+        assert (machine["first_seen"], machine["last_seen"], machine["product"]) == (1000.0, 4000.0, "newest board")
+    finally:
+        await store.close()

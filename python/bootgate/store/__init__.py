@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -125,14 +125,21 @@ _MACHINE_FIELDS = ("mac", "first_seen", "last_seen", "uuid", "serial", "manufact
 _SQLITE_ROWS = {  # table -> (SQL before the VALUES rows, one row's placeholders, SQL after the rows)
     "boots": (f"INSERT INTO boots ({', '.join(_BOOT_FIELDS)}) VALUES ", "(" + ", ".join("?" * len(_BOOT_FIELDS)) + ")",
               ""),
+    # Another server (or a slower batch) may write an older boot after a newer one: last_seen and the
+    # identity fields follow the newest boot, first_seen the oldest (SQLite's two-argument max/min).
     "machines": (f"INSERT INTO machines ({', '.join(_MACHINE_FIELDS)}) VALUES ", "(?, ?, ?, ?, ?, ?, ?)",
-                 " ON CONFLICT (mac) DO UPDATE SET last_seen = excluded.last_seen, "
-                 "first_seen = coalesce(machines.first_seen, excluded.first_seen), uuid = excluded.uuid, "
-                 "serial = excluded.serial, manufacturer = excluded.manufacturer, product = excluded.product"),
+                 " ON CONFLICT (mac) DO UPDATE SET "
+                 "last_seen = max(coalesce(machines.last_seen, excluded.last_seen), excluded.last_seen), "
+                 "first_seen = min(coalesce(machines.first_seen, excluded.first_seen), excluded.first_seen), "
+                 + ", ".join(f"{f} = CASE WHEN excluded.last_seen >= coalesce(machines.last_seen, excluded.last_seen) "
+                             f"THEN excluded.{f} ELSE machines.{f} END"
+                             for f in ("uuid", "serial", "manufacturer", "product"))),
     "events": ("INSERT INTO events (kind, time, mac, client_ip, detail) VALUES ", "(?, ?, ?, ?, ?)", ""),
-    "host": ("WITH v(hid, t) AS (VALUES ", "(?, ?)", ") UPDATE hosts SET last_seen = v.t FROM v WHERE hosts.id = v.hid"),
+    "host": ("WITH v(hid, t) AS (VALUES ", "(?, ?)",
+             ") UPDATE hosts SET last_seen = max(coalesce(hosts.last_seen, v.t), v.t) FROM v WHERE hosts.id = v.hid"),
     "host_mac": ("WITH v(hid, m, t) AS (VALUES ", "(?, ?, ?)",
-                 ") UPDATE host_macs SET last_seen = v.t FROM v WHERE host_macs.host_id = v.hid AND host_macs.mac = v.m"),
+                 ") UPDATE host_macs SET last_seen = max(coalesce(host_macs.last_seen, v.t), v.t) FROM v "
+                 "WHERE host_macs.host_id = v.hid AND host_macs.mac = v.m"),
 }
 _SQLITE_CHUNK = 128  # rows per statement (boots: 19 x 128 parameters, far under SQLite's limit of 32 766)
 
@@ -206,6 +213,20 @@ def _write_records(conn: Connection, boots: list[BootRecord], records: list[Even
     _write_batch(conn, boots, [_event_row(e) for e in records], touches)
 
 
+def _later(conn: Connection, old: Any, new: Any) -> Any:
+    """The later of a column's stored time and a new one (the new one when none is stored)."""
+    if conn.dialect.name == "postgresql":
+        return func.greatest(old, new)  # GREATEST skips NULL
+    return func.max(func.coalesce(old, new), new)  # SQLite's two-argument max
+
+
+def _earlier(conn: Connection, old: Any, new: Any) -> Any:
+    """The earlier of a column's stored time and a new one (the new one when none is stored)."""
+    if conn.dialect.name == "postgresql":
+        return func.least(old, new)
+    return func.min(func.coalesce(old, new), new)
+
+
 def _write_batch(conn: Connection, boots: list[BootRecord], events: list[dict[str, Any]],
                  touches: list[dict[str, Any]]) -> None:
     """One group-commit round: boots (with their per-MAC rows and runs), their events, deferred
@@ -222,22 +243,26 @@ def _write_batch(conn: Connection, boots: list[BootRecord], events: list[dict[st
             rows.append(values)
         conn.execute(insert(schema.boots), rows)
         # one row per MAC (the newest boot's fields; first_seen the oldest); an upsert, so two processes
-        # recording a MAC's first boot at once both succeed
+        # recording a MAC's first boot at once both succeed, and an older boot written after a newer one
+        # (another server's batch) changes neither last_seen nor the identity fields
         per_mac = _per_mac(boots)
         ins = dialect_insert(conn, m)
+        newer = ins.excluded.last_seen >= func.coalesce(m.c.last_seen, ins.excluded.last_seen)
         conn.execute(ins.on_conflict_do_update(index_elements=[m.c.mac], set_={
-            "last_seen": ins.excluded.last_seen,
-            "first_seen": func.coalesce(m.c.first_seen, ins.excluded.first_seen),
-            **{k: getattr(ins.excluded, k) for k in ("uuid", "serial", "manufacturer", "product")}}),
+            "last_seen": _later(conn, m.c.last_seen, ins.excluded.last_seen),
+            "first_seen": _earlier(conn, m.c.first_seen, ins.excluded.first_seen),
+            **{k: case((newer, getattr(ins.excluded, k)), else_=getattr(m.c, k))
+               for k in ("uuid", "serial", "manufacturer", "product")}}),
             list(per_mac.values()))
         if runs := _runs_of(boots):
             upsert_runs(conn, runs)
     if events:
         conn.execute(insert(schema.events), events)
     if touches:
-        conn.execute(update(h).where(h.c.id == bindparam("hid")).values(last_seen=bindparam("t")), touches)
+        conn.execute(update(h).where(h.c.id == bindparam("hid"))
+                     .values(last_seen=_later(conn, h.c.last_seen, bindparam("t"))), touches)
         conn.execute(update(hm).where((hm.c.host_id == bindparam("hid")) & (hm.c.mac == bindparam("m")))
-                     .values(last_seen=bindparam("t")), touches)
+                     .values(last_seen=_later(conn, hm.c.last_seen, bindparam("t"))), touches)
 
 
 class Store(InventoryMixin):
