@@ -594,6 +594,7 @@ fn probe(args: &[String]) -> Result<(), String> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
     let gso: usize = num(args, "--gso", 0)?;
+    check_datagrams(size, gso.max(1))?;
     if gso > 1 {
         return probe_gso(tx, rx, size, gso, secs);
     }
@@ -658,6 +659,14 @@ fn probe_gso(tx: UdpSocket, rx: UdpSocket, size: usize, gso: usize, secs: f64) -
         got as f64 / wall / 1e6,
         sent as f64 / wall / 1e6
     );
+    Ok(())
+}
+
+/// `count` datagrams of `size` bytes must fit one UDP send (65507 bytes of payload at most).
+fn check_datagrams(size: usize, count: usize) -> Result<(), String> {
+    if size == 0 || size.saturating_mul(count) > 65507 {
+        return Err(format!("--size {size} x {count} datagrams per send: each send carries 1 to 65507 bytes"));
+    }
     Ok(())
 }
 
@@ -791,6 +800,7 @@ fn lockstep(args: &[String]) -> Result<(), String> {
     let n: usize = num(args, "-n", 64)?;
     let size: usize = num(args, "--size", 1472)?;
     let window: usize = num::<usize>(args, "--window", 1)?.max(1);
+    check_datagrams(size, window)?;
     raise_nofile(2 * n as u64 + 64);
     let mut servers = Vec::with_capacity(n);
     let mut clients = Vec::with_capacity(n);
