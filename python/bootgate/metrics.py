@@ -136,23 +136,24 @@ class Metrics:
         # the children of the per-request counters, by label values: `labels()` checks and joins its
         # arguments under a lock on every call; a child, once made, is the same object for good
         self._http_children: dict[tuple[str, str, int], Any] = {}
-        self._boot_children: dict[str, Any] = {}
+        self._boot_children: dict[tuple[str], Any] = {}
 
     def count_http(self, method: str, route: str, status: int) -> None:
         """bootgate_http_requests_total{method, route, status} += 1."""
-        key = (method, route, status)
-        child = self._http_children.get(key)
-        if child is None:
-            if len(self._http_children) >= 4096:  # bounded (the method is the client's)
-                self._http_children.clear()
-            child = self._http_children[key] = self.http_requests.labels(method, route, str(status))
-        child.inc()
+        # bounded: the method is the client's
+        _child(self._http_children, 4096, self.http_requests, (method, route, status)).inc()
 
     def count_boot(self, action: str) -> None:
         """bootgate_boots_total{action} += 1."""
-        child = self._boot_children.get(action)
-        if child is None:
-            if len(self._boot_children) >= 64:
-                self._boot_children.clear()
-            child = self._boot_children[action] = self.boots.labels(action)
-        child.inc()
+        _child(self._boot_children, 64, self.boots, (action,)).inc()
+
+
+def _child(cache: dict[Any, Any], limit: int, metric: Any, labels: tuple[Any, ...]) -> Any:
+    """`metric.labels(*labels)` (each label as text), remembered in `cache`, which is emptied when it holds
+    `limit` children."""
+    child = cache.get(labels)
+    if child is None:
+        if len(cache) >= limit:
+            cache.clear()
+        child = cache[labels] = metric.labels(*(str(v) for v in labels))
+    return child

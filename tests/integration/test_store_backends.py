@@ -440,7 +440,7 @@ def orjson_n(detail: str) -> int:
 
 async def test_remembered_decisions_are_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full table of remembered decisions is emptied, not grown; answers stay right."""
-    monkeypatch.setattr("bootgate.store.inventory.KNOWN_MAX", 2)
+    monkeypatch.setattr("bootgate.store.index.KNOWN_MAX", 2)
     hosts = [await _ident(store, f"52:54:00:00:0f:{i:02x}", "", f"BOUND{i:03d}") for i in range(5)]
     idx = await store.identity_index()
     for _ in range(2):

@@ -17,7 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Candidate", "Identity", "Match", "is_bogus_serial", "is_bogus_uuid", "match_identity", "normalize_uuid"]
+__all__ = ["Candidate", "Identity", "Match", "good_serial", "good_uuid", "is_bogus_serial", "is_bogus_uuid", "match_identity",
+           "normalize_uuid"]
 
 _BOGUS_UUIDS = {
     "00000000-0000-0000-0000-000000000000",

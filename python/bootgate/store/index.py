@@ -144,6 +144,13 @@ class IdentityIndex:
             self.macs_of.setdefault(r.host_id, set()).add(r.mac)
             self.by_mac.setdefault(r.mac, set()).add(r.host_id)
 
+    def remember(self, key: tuple[str, str, str, str, str], answer: tuple[int, Any]) -> None:
+        """Remembers a "known, nothing to write" answer for `key` (see `known`); the table is emptied
+        when it holds KNOWN_MAX answers."""
+        if len(self.known) >= KNOWN_MAX:
+            self.known.clear()
+        self.known[key] = answer
+
     def apply(self, ch: Changes) -> None:
         """This process's own committed changes. The generation follows only when nobody else wrote
         in between (else the next check reloads)."""

@@ -26,10 +26,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..policy.deploy import Collection, Deployment, Profile
-from ..policy.identity import Candidate, Identity, Match, is_bogus_serial, is_bogus_uuid, match_identity, normalize_uuid
+from ..policy.identity import Candidate, Identity, Match, good_serial, good_uuid, match_identity
 from ..policy.rules import HostFacts, in_collection
 from . import schema
-from .index import (CHECK_INTERVAL, KNOWN_MAX, Changes, HostRow, IdentityIndex, MacRow, bump_generation, read_generation,
+from .index import (CHECK_INTERVAL, Changes, HostRow, IdentityIndex, MacRow, bump_generation, read_generation,
                     read_generation_sqlite)
 
 log = logging.getLogger("bootgate.store")
@@ -61,9 +61,9 @@ _NAME_PART = re.compile(r"\{([a-z0-9|]+)\}")
 def render_name(pattern: str, *, uuid: str, serial: str, mac: str, host_id: int) -> str:
     """A host name from a pattern: {serial}, {uuid}, {uuid8}, {mac}, {id}; `a|b` takes the first
     trustworthy one. Only letters, digits and '-' survive; at most 63 characters."""
-    good_uuid = "" if is_bogus_uuid(uuid) else normalize_uuid(uuid)
-    values = {"serial": "" if is_bogus_serial(serial) else serial.strip(), "uuid": good_uuid,
-              "uuid8": good_uuid[:8], "mac": mac.replace(":", ""), "id": str(host_id)}
+    u = good_uuid(uuid)
+    values = {"serial": good_serial(serial), "uuid": u, "uuid8": u[:8], "mac": mac.replace(":", ""),
+              "id": str(host_id)}
 
     def sub(m: re.Match[str]) -> str:
         for alt in m.group(1).split("|"):
@@ -358,9 +358,7 @@ class InventoryMixin:
         m, row, known = _decide_identity(ident, rows, mac_rows, shared)
         if known and row is not None and not m.mark_mac_shared and _unchanged(row, ident, manufacturer, product):
             assert m.host_id is not None
-            if len(idx.known) >= KNOWN_MAX:
-                idx.known.clear()
-            idx.known[key] = (m.host_id, m)
+            idx.remember(key, (m.host_id, m))
             self._touch(m.host_id, ident.mac, now)
             return m.host_id, m
         if m.host_id is None and not m.register and not m.mark_mac_shared:

@@ -182,8 +182,7 @@ async def boot(request: Request) -> Response:
     buildarch, platform = _clean(g("buildarch", ""), 64), _clean(g("platform", ""), 64)
     reported_ip = _clean(g("ip", ""), 64)
     now = time.time()
-    client = request.scope.get("client")
-    ip = client[0] if client else ""
+    ip = client_ip(request)
     host_id, match = await store.identify(Identity(mac, uuid, serial), manufacturer=manufacturer, product=product,
                                           now=now)
     assigned = await store.get_action(mac)
